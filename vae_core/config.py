@@ -1,0 +1,141 @@
+"""Training configuration: one dataclass, validated the same way for CLI flags, config files
+and KNIME flow variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+EVAL_SETS = ("holdout", "test")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one VAE run. Defaults are the lab's setup."""
+
+    latent_dim: int = 2
+    hidden_dim: int = 256
+    beta: float = 1.0
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    train_fraction: float = 0.8
+    eval_set: str = "holdout"  # "holdout": 20% of the 60k train file (the lab); "test": the 10k file
+    device: str = "auto"
+    train_limit: int | None = None  # use only the first N training images (quick runs, tests)
+    eval_limit: int | None = None  # use only the first N evaluation images
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
+        self._check()
+
+    def _check(self) -> None:
+        _require(self.latent_dim >= 1, "latent_dim", self.latent_dim, "an integer >= 1")
+        _require(self.hidden_dim >= 1, "hidden_dim", self.hidden_dim, "an integer >= 1")
+        _require(self.beta >= 0, "beta", self.beta, "a number >= 0")
+        _require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "a number > 0")
+        _require(0 < self.train_fraction < 1, "train_fraction", self.train_fraction,
+                 "a number strictly between 0 and 1")
+        _require(self.eval_set in EVAL_SETS, "eval_set", self.eval_set, f"one of {EVAL_SETS}")
+        _require(self.device in DEVICES, "device", self.device, f"one of {DEVICES}")
+        for name in ("train_limit", "eval_limit"):
+            value = getattr(self, name)
+            _require(value is None or value >= 1, name, value, "empty or an integer >= 1")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "configuration") -> TrainConfig:
+        """Build from a mapping; unknown keys are an error (a typo must not be ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"Unknown option(s) {', '.join(map(repr, unknown))} in {source}. "
+                f"Valid options are: {', '.join(sorted(known))}."
+            )
+        return cls(**values)
+
+
+_INT_FIELDS = {"latent_dim", "hidden_dim", "epochs", "batch_size", "seed",
+               "train_limit", "eval_limit"}
+_FLOAT_FIELDS = {"beta", "learning_rate", "train_fraction"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Accept what CLI, JSON/TOML and KNIME deliver; reject anything ambiguous with a clear error."""
+    if name in _INT_FIELDS:
+        if value is None or value == "":
+            if name in ("train_limit", "eval_limit"):
+                return None
+            raise ConfigError(f"{name} must be an integer, but it is empty. Set {name} to a whole "
+                              "number.")
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be an integer, got the boolean {value}.")
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{name} must be an integer, got {value!r}. Set {name} to a whole number.")
+    if name in _FLOAT_FIELDS:
+        if isinstance(value, bool) or value is None:
+            raise ConfigError(f"{name} must be a number, got {value!r}.")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}.") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}.")
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}.")
+    return value.strip().lower()
+
+
+def _require(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"Invalid {name}={value!r}: it must be {expected}.")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or TOML config file into a plain dict (validated later by TrainConfig)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist. Check the path.") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror}.") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Config file {path} is not valid {path.suffix[1:] or 'JSON'}: {exc}. "
+                          "Use JSON (.json) or TOML (.toml).") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of option names to values.")
+    return data

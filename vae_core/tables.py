@@ -1,0 +1,149 @@
+"""Results as pandas DataFrames with KNIME-safe dtypes (int64, float64, bool, string).
+
+These schemas are the contract the KNIME nodes use; README documents them. Every table has a
+fresh RangeIndex, so KNIME's RowIDs come out unique (Row0, Row1, ...).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import TableError
+from .model import IMAGE_PIXELS
+
+PIXEL_COLUMNS = [f"pixel_{i}" for i in range(IMAGE_PIXELS)]
+LOSS_COLUMNS = ["epoch", "train_loss", "train_recon", "train_kl",
+                "test_loss", "test_recon", "test_kl", "seconds"]
+
+
+def z_columns(k: int) -> list[str]:
+    return [f"z{i + 1}" for i in range(k)]
+
+
+def _np(t: torch.Tensor | np.ndarray) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def _frame(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(parts, axis=1).reset_index(drop=True)
+
+
+def _ids(image_ids, source: str | Sequence[str], labels) -> pd.DataFrame:
+    labels = _np(labels).astype(np.int64)
+    n = len(labels)
+    sources = [source] * n if isinstance(source, str) else list(source)
+    return pd.DataFrame({
+        "image_id": _np(image_ids).astype(np.int64),
+        "source": pd.array(sources, dtype="string"),
+        "label": labels,
+        "digit": pd.array([str(v) for v in labels], dtype="string"),
+    })
+
+
+def _pixels(images, columns: list[str] = PIXEL_COLUMNS) -> pd.DataFrame:
+    arr = _np(images).reshape(len(images), -1).astype(np.float64)
+    return pd.DataFrame(arr, columns=columns)
+
+
+def loss_table(history: Sequence[dict]) -> pd.DataFrame:
+    """One row per epoch; per-image nats; ``seconds`` is wall time (not deterministic)."""
+    df = pd.DataFrame(list(history), columns=LOSS_COLUMNS)
+    df["epoch"] = df["epoch"].astype(np.int64)
+    for c in LOSS_COLUMNS[1:]:
+        df[c] = df[c].astype(np.float64)
+    return df
+
+
+def image_table(image_ids, source, labels, images) -> pd.DataFrame:
+    """Images with their ids and labels: image_id, source, label, digit, pixel_0..pixel_783."""
+    return _frame([_ids(image_ids, source, labels), _pixels(images)])
+
+
+def latent_table(image_ids, source, labels, mu, logvar=None) -> pd.DataFrame:
+    """One row per image: ids, label (int) and digit (string category), z1..zk = μ(x).
+
+    With ``logvar``, the posterior log-variances follow as logvar1..logvark.
+    """
+    mu = _np(mu)
+    parts = [_ids(image_ids, source, labels),
+             pd.DataFrame(mu.astype(np.float64), columns=z_columns(mu.shape[1]))]
+    if logvar is not None:
+        lv = _np(logvar).astype(np.float64)
+        parts.append(pd.DataFrame(lv, columns=[f"logvar{i + 1}" for i in range(lv.shape[1])]))
+    return _frame(parts)
+
+
+def reconstruction_table(image_ids, source, labels, originals, recons, bce) -> pd.DataFrame:
+    """Two rows per image, ``kind`` = original | reconstruction; ``bce`` = that pair's BCE."""
+    n = len(_np(labels))
+    ids = _ids(image_ids, source, labels)
+    bce = _np(bce).astype(np.float64)
+    rows = []
+    for kind, images in (("original", originals), ("reconstruction", recons)):
+        meta = ids.copy()
+        meta.insert(4, "kind", pd.array([kind] * n, dtype="string"))
+        meta.insert(5, "bce", bce)
+        meta["pair"] = np.arange(n, dtype=np.int64)
+        rows.append(_frame([meta, _pixels(images)]))
+    # originals and reconstructions interleaved: image 0 original, image 0 reconstruction, ...
+    out = pd.concat(rows, ignore_index=True)
+    out = out.sort_values(["pair", "kind"], kind="stable").drop(columns="pair")
+    return out.reset_index(drop=True)
+
+
+def generated_table(z, images) -> pd.DataFrame:
+    """Samples decoded from N(0, I): sample_id, z1..zk, pixel_0..pixel_783."""
+    z = _np(z).astype(np.float64)
+    head = pd.DataFrame({"sample_id": np.arange(len(z), dtype=np.int64)})
+    return _frame([head, pd.DataFrame(z, columns=z_columns(z.shape[1])), _pixels(images)])
+
+
+def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.Tensor:
+    """Pixel columns of a table as a float32 tensor [N, 784] in [0, 1].
+
+    Values on a 0–255 scale are rescaled with a warning (KNIME image tables are often 0–255);
+    anything else out of range, missing, or not numeric is a :class:`TableError`.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TableError(f"The {what} must be a table (pandas DataFrame), got {type(df).__name__}.")
+    missing = [c for c in PIXEL_COLUMNS if c not in df.columns]
+    if missing:
+        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise TableError(f"The {what} lacks {len(missing)} of the 784 pixel columns ({shown}). "
+                         "Feed it a table with columns pixel_0 ... pixel_783, such as the output "
+                         "of the Load MNIST node.")
+    if len(df) == 0:
+        raise TableError(f"The {what} is empty: it has no images to process.")
+    block = df[PIXEL_COLUMNS]
+    non_numeric = [c for c in PIXEL_COLUMNS if not pd.api.types.is_numeric_dtype(block[c])
+                   or pd.api.types.is_bool_dtype(block[c])]
+    if non_numeric:
+        raise TableError(f"Pixel column {non_numeric[0]} of the {what} is not numeric. Pixels "
+                         "must be numbers in [0, 1].")
+    arr = block.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad_rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+    if bad_rows.size:
+        raise TableError(f"The {what} has missing or non-finite pixels in {bad_rows.size} row(s) "
+                         f"(first at row {bad_rows[0]}). Remove or fill those rows.")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0 or hi > 255:
+        raise TableError(f"Pixel values of the {what} range from {lo:g} to {hi:g}; they must be "
+                         "in [0, 1] (or 0-255 grey levels).")
+    if hi > 1:
+        warnings.warn(f"Pixel values of the {what} go up to {hi:g}: read as 0-255 grey levels "
+                      "and divided by 255.", stacklevel=2)
+        arr = arr / 255.0
+    return torch.from_numpy(arr.astype(np.float32))
+
+
+def labels_from_table(df: pd.DataFrame) -> np.ndarray:
+    """Digit labels if the table has them (``label`` column), else -1 for every row."""
+    if "label" in df.columns:
+        values = pd.to_numeric(df["label"], errors="coerce").fillna(-1)
+        return values.to_numpy().astype(np.int64)
+    return np.full(len(df), -1, dtype=np.int64)
