@@ -1,0 +1,32 @@
+# Two commands users need: `make demo` (the lab's full job) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# Tests and CI read MNIST from ../shared/mnist unless VAE_MNIST_DIR says otherwise.
+TEST_MNIST_DIR ?= $(abspath ../shared/mnist)
+
+.PHONY: demo test lint unit check-workflow workflow bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/vae-mnist fetch-data
+	$(VENV)/bin/vae-mnist run --run-dir runs/demo $(if $(RESUME),--resume,--overwrite)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+unit: $(VENV)/.installed
+	VAE_MNIST_DIR=$${VAE_MNIST_DIR:-$(TEST_MNIST_DIR)} $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test: lint unit
+
+bench: $(VENV)/.installed
+	VAE_MNIST_DIR=$${VAE_MNIST_DIR:-$(TEST_MNIST_DIR)} $(PY) bench/bench_train.py
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache
