@@ -33,6 +33,10 @@ class TrainConfig:
     device: str = "auto"
     train_limit: int | None = None  # use only the first N training images (quick runs, tests)
     eval_limit: int | None = None  # use only the first N evaluation images
+    # Binarized MNIST: each training batch is re-sampled as Bernoulli(pixel) (dynamic
+    # binarization) and the evaluation split is binarized once with a fixed seed, so the BCE is
+    # a real Bernoulli log-likelihood and an importance-sampled bound on it is an NLL.
+    binarize: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -77,10 +81,23 @@ class TrainConfig:
 _INT_FIELDS = {"latent_dim", "hidden_dim", "epochs", "batch_size", "seed",
                "train_limit", "eval_limit"}
 _FLOAT_FIELDS = {"beta", "learning_rate", "train_fraction"}
+_BOOL_FIELDS = {"binarize"}
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0", ""}
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Accept what CLI, JSON/TOML and KNIME deliver; reject anything ambiguous with a clear error."""
+    if name in _BOOL_FIELDS:
+        if isinstance(value, bool):
+            return value
+        if value is None:
+            return False
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigError(f"{name} must be true or false, got {value!r}.")
     if name in _INT_FIELDS:
         if value is None or value == "":
             if name in ("train_limit", "eval_limit"):

@@ -319,6 +319,8 @@ def load_mnist(config, data_dir: str | os.PathLike | None = None, *, download: b
         order = torch.randperm(len(full), generator=g)
         train = _take(full, order[:n_train])
         held = _take(full, order[n_train:])
+    if getattr(config, "binarize", False):
+        held = binarize_split(held, config.seed)
     train = train.subset(config.train_limit)
     held = held.subset(config.eval_limit)
     if config.batch_size > len(train):
@@ -327,6 +329,15 @@ def load_mnist(config, data_dir: str | os.PathLike | None = None, *, download: b
         raise ConfigError(f"batch_size={config.batch_size} is larger than the training set "
                           f"({len(train)} images). Use a batch size of at most {len(train)}.")
     return MNISTData(train=train, eval=held)
+
+
+def binarize_split(split: Split, seed: int) -> Split:
+    """A fixed Bernoulli draw of every pixel (the binarized-MNIST evaluation set for ``seed``).
+
+    Drawn on the whole split before any ``eval_limit`` so a subset is a prefix of the full set.
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 271_828)
+    return Split(torch.bernoulli(split.images, generator=g), split.labels, split.ids, split.source)
 
 
 def _take(split: Split, idx: torch.Tensor) -> Split:

@@ -26,7 +26,7 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "train_recon", "train_kl",
                    "test_loss", "test_recon", "test_kl", "seconds")
 # Changing these on resume would silently produce a different model.
 _RESUME_FIXED = ("latent_dim", "hidden_dim", "beta", "batch_size", "learning_rate", "seed",
-                 "train_fraction", "eval_set", "train_limit", "eval_limit")
+                 "train_fraction", "eval_set", "train_limit", "eval_limit", "binarize")
 
 
 @dataclass
@@ -90,8 +90,13 @@ def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None
             model.train()
             sums = torch.zeros(3, device=device)
             order = torch.randperm(n, generator=shuffle_gen).to(device)
+            # dynamic binarization: a fresh Bernoulli draw per batch, seeded per epoch (resumable)
+            bin_gen = (torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + epoch)
+                       if config.binarize else None)
             for batch_idx in order.split(config.batch_size):
                 x = train_x.index_select(0, batch_idx)
+                if bin_gen is not None:
+                    x = torch.bernoulli(x, generator=bin_gen)
                 logits, mu, logvar = model(x, generator=noise_gen)
                 parts = vae_loss(logits, x, mu, logvar, config.beta)
                 optimizer.zero_grad(set_to_none=True)
