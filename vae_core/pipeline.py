@@ -23,7 +23,7 @@ import torch
 
 from . import evaluate, plots, tables
 from .config import TrainConfig
-from .data import MNISTData, load_mnist
+from .data import MNISTData, Split, load_mnist
 from .errors import ConfigError, RunDirError
 from .files import atomic_open, atomic_write_text
 from .model import VAE
@@ -142,23 +142,54 @@ class LabResults:
 def lab_results(model: VAE, config: TrainConfig, data: MNISTData, history: list[dict], *,
                 n_samples: int = 64, n_recon: int = 10, n_generated: int = 64) -> LabResults:
     """Compute every table of the lab from a trained model (deterministic for a given seed)."""
-    tr, ev = data.train, data.eval
-    s = pick(len(tr), n_samples, config.seed + 11)
-    mu, logvar = evaluate.encode(model, ev.images)
-    r = pick(len(ev), n_recon, config.seed + 12)
-    originals = ev.images[r]
-    recons = evaluate.reconstruct(model, originals)
-    z, gen = evaluate.generate(model, n_generated, seed=config.seed + 13)
+    samples, sample_images = sample_part(data.train, n_samples, config.seed)
+    recons, originals, recon_images = reconstruction_part(model, data.eval, n_recon, config.seed)
+    generated, generated_images = generated_part(model, n_generated, config.seed)
     return LabResults(
-        loss=tables.loss_table(history),
-        samples=tables.image_table(tr.ids[s], tr.source, tr.labels[s], tr.images[s]),
-        latent=tables.latent_table(ev.ids, ev.source, ev.labels, mu, logvar),
-        reconstructions=tables.reconstruction_table(
-            ev.ids[r], ev.source, ev.labels[r], originals, recons,
-            evaluate.recon_bce(originals, recons)),
-        generated=tables.generated_table(z, gen),
-        sample_images=tr.images[s], recon_pair=(originals, recons), generated_images=gen,
+        loss=tables.loss_table(history), samples=samples,
+        latent=latent_part(model, data.eval), reconstructions=recons, generated=generated,
+        sample_images=sample_images, recon_pair=(originals, recon_images),
+        generated_images=generated_images,
     )
+
+
+# The parts below are shared with the KNIME node steps (vae_core.steps). Each draws its own
+# seeded generator, so they give the same result in any order. ``split.source`` may be one
+# string or one string per image.
+def _sources(source, idx: torch.Tensor):
+    return source if isinstance(source, str) else [source[i] for i in idx.tolist()]
+
+
+def sample_part(split: Split, n: int, seed: int) -> tuple[pd.DataFrame, torch.Tensor]:
+    """Fig. 1 data: ``n`` seeded random images of ``split`` as a table, and their pixels."""
+    s = pick(len(split), n, seed + 11)
+    images = split.images[s]
+    return tables.image_table(split.ids[s], _sources(split.source, s), split.labels[s],
+                              images), images
+
+
+def latent_part(model: VAE, split: Split) -> pd.DataFrame:
+    """Fig. 6 data: latent means (and log-variances) of every image of ``split``."""
+    mu, logvar = evaluate.encode(model, split.images)
+    return tables.latent_table(split.ids, split.source, split.labels, mu, logvar)
+
+
+def reconstruction_part(model: VAE, split: Split, n: int, seed: int
+                        ) -> tuple[pd.DataFrame, torch.Tensor, torch.Tensor]:
+    """Fig. 5 data: ``n`` seeded random images of ``split`` and their reconstructions."""
+    r = pick(len(split), n, seed + 12)
+    originals = split.images[r]
+    recons = evaluate.reconstruct(model, originals)
+    table = tables.reconstruction_table(split.ids[r], _sources(split.source, r),
+                                        split.labels[r], originals, recons,
+                                        evaluate.recon_bce(originals, recons))
+    return table, originals, recons
+
+
+def generated_part(model: VAE, n: int, seed: int) -> tuple[pd.DataFrame, torch.Tensor]:
+    """Fig. 7 data: ``n`` digits decoded from seeded z ~ N(0, I)."""
+    z, images = evaluate.generate(model, n, seed=seed + 13)
+    return tables.generated_table(z, images), images
 
 
 def write_results(res: LabResults, model: VAE, run_dir: Path, table_format: str = "csv"
