@@ -105,12 +105,10 @@ def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None
                 sums += torch.stack(parts).detach()
             train_loss, train_recon, train_kl = (sums / n).tolist()
             if not math.isfinite(train_loss):
+                kept = " The checkpoint of the last good epoch is kept." if checkpoint else ""
                 raise TrainingError(
                     f"The training loss became {train_loss} in epoch {epoch}: training diverged. "
-                    f"Lower the learning rate (now {config.learning_rate}). The last good "
-                    "checkpoint is kept." if checkpoint else
-                    f"The training loss became {train_loss} in epoch {epoch}: training diverged. "
-                    f"Lower the learning rate (now {config.learning_rate}).")
+                    f"Lower the learning rate (now {config.learning_rate}).{kept}")
             held = loss_per_image(model, eval_x, config.beta,
                                   eval_generator(config.seed, epoch, device))
             row = {"epoch": epoch, "train_loss": train_loss, "train_recon": train_recon,

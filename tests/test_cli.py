@@ -1,0 +1,146 @@
+"""`vae-mnist` end to end on a subset, as a user runs it (a real subprocess)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import matplotlib.image as mpimg
+import pandas as pd
+import pytest
+
+from vae_core.checkpoint import load_checkpoint
+
+SMALL = ["--epochs", "2", "--train-limit", "1500", "--eval-limit", "300", "--quiet"]
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "vae_core.cli", *map(str, args)],
+                          capture_output=True, text=True, env={**os.environ}, timeout=300, **kw)
+
+
+def assert_user_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vae-mnist: error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def lab_run(tmp_path_factory, mnist_dir):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    proc = cli("run", "--run-dir", run_dir, "--data-dir", mnist_dir, *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    return run_dir, proc
+
+
+def test_run_writes_every_table_and_figure(lab_run):
+    run_dir, proc = lab_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["figures"]) == {"samples", "loss", "reconstructions", "latent",
+                                       "generated", "manifold"}
+    assert {"loss", "latent", "reconstructions", "generated"} <= set(summary["tables"])
+    for name, rel in summary["figures"].items():
+        img = mpimg.imread(run_dir / rel)
+        assert img.shape[0] > 150 and img.shape[1] > 150, name
+        assert img[..., :3].std() > 0.05, f"{name} looks blank"
+    loss = pd.read_csv(run_dir / summary["tables"]["loss"])
+    history = load_checkpoint(run_dir / "checkpoint.pt")["history"]
+    assert loss["epoch"].tolist() == [1, 2]
+    assert loss["test_loss"].tolist() == pytest.approx(history["test_loss"])
+    latent = pd.read_csv(run_dir / summary["tables"]["latent"])
+    assert len(latent) == 300 and {"z1", "z2", "digit"} <= set(latent.columns)
+    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2
+    # the summary printed at the end names the run folder and every output
+    assert f"{summary['final_test_loss']:.2f}" in proc.stdout
+    assert str(run_dir / "figures" / "latent.png") in proc.stdout
+
+
+def test_existing_run_needs_resume_or_overwrite(lab_run, mnist_dir):
+    run_dir, _ = lab_run
+    proc = cli("run", "--run-dir", run_dir, "--data-dir", mnist_dir, *SMALL)
+    assert_user_error(proc, "already holds a trained run", "--resume")
+    args = [a if a != "2" else "3" for a in SMALL]  # continue to 3 epochs
+    proc = cli("train", "--run-dir", run_dir, "--data-dir", mnist_dir, "--resume", *args)
+    assert proc.returncode == 0, proc.stderr
+    assert pd.read_csv(run_dir / "tables" / "loss.csv")["epoch"].tolist() == [1, 2, 3]
+
+
+def test_busy_run_folder_is_refused_naming_the_other_run(tmp_path, mnist_dir):
+    run_dir = tmp_path / "busy"
+    run_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / ".lock").write_text(json.dumps(
+            {"pid": holder.pid, "host": os.uname().nodename, "started": time.time()}))
+        proc = cli("run", "--run-dir", run_dir, "--data-dir", mnist_dir, *SMALL)
+        assert_user_error(proc, "in use by another run", f"pid {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+    # a stale lock (its process is gone) does not block a new run
+    proc = cli("train", "--run-dir", run_dir, "--data-dir", mnist_dir, *SMALL)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--epochs", "0"], ["epochs=0"]),
+    (["--beta", "-1"], ["beta=-1"]),
+    (["--lr", "nan"], ["learning_rate"]),
+    (["--train-fraction", "1.5"], ["train_fraction"]),
+    (["--batch-size", "5000"], ["batch_size=5000", "larger than the training set"]),
+])
+def test_bad_settings_give_one_clear_error(tmp_path, mnist_dir, args, fragments):
+    proc = cli("train", "--run-dir", tmp_path / "r", "--data-dir", mnist_dir,
+               "--train-limit", "1000", *args)
+    assert_user_error(proc, *fragments)
+
+
+def test_config_file_is_read_and_flags_override(tmp_path, mnist_dir):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('latent_dim = 3\nbeta = 2.0\nepochs = 5\n')
+    proc = cli("train", "--config", cfg, "--epochs", "1", "--run-dir", tmp_path / "r",
+               "--data-dir", mnist_dir, "--train-limit", "500", "--eval-limit", "100", "-q")
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (saved["latent_dim"], saved["beta"], saved["epochs"]) == (3, 2.0, 1)
+    assert not (tmp_path / "r" / "tables" / "latent.csv").exists()  # train: loss table only
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"latent_dims": 3}')
+    assert_user_error(cli("train", "--config", bad), "Unknown option(s) 'latent_dims'")
+
+
+def test_bad_data_dir_and_file_as_run_dir(tmp_path, mnist_dir):
+    assert_user_error(cli("fetch-data", "--data-dir", tmp_path / "none"), "does not exist")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert_user_error(cli("run", "--run-dir", afile, "--data-dir", mnist_dir, *SMALL),
+                      "is a file, not a folder")
+
+
+def test_fetch_data_verifies_a_folder(mnist_dir):
+    proc = cli("fetch-data", "--data-dir", mnist_dir)
+    assert proc.returncode == 0 and "verified" in proc.stdout
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, mnist_dir):
+    run_dir = tmp_path / "int"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vae_core.cli", "train", "--run-dir", str(run_dir), "--data-dir",
+         str(mnist_dir), "--epochs", "200", "--train-limit", "3000", "--eval-limit", "300", "-q"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    ckpt = run_dir / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "--resume" in err and "Traceback" not in err
+    epochs_done = load_checkpoint(ckpt)["epoch"]
+    assert 1 <= epochs_done < 200
+    assert not (run_dir / ".lock").exists()

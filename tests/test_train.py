@@ -1,0 +1,120 @@
+"""Training: learns, is deterministic, resumes exactly, stops on divergence; checkpoint safety."""
+
+import io
+
+import pandas as pd
+import pytest
+import torch
+
+from vae_core import checkpoint as ckpt_mod
+from vae_core.errors import CheckpointError, TrainingError
+from vae_core.tables import loss_table
+from vae_core.train import train
+
+DETERMINISTIC = ["epoch", "train_loss", "train_recon", "train_kl", "test_loss", "test_recon",
+                 "test_kl"]
+
+
+def _table(history):
+    return loss_table(history)[DETERMINISTIC]
+
+
+@pytest.fixture(scope="module")
+def three_epochs(small_config, small_data, tmp_path_factory):
+    cfg = small_config.replace(epochs=3)
+    path = tmp_path_factory.mktemp("ref") / "ckpt.pt"
+    return cfg, train(cfg, small_data, checkpoint=path, progress=False), path
+
+
+def test_training_lowers_the_loss(three_epochs):
+    _, result, _ = three_epochs
+    t = loss_table(result.history)
+    assert list(t["epoch"]) == [1, 2, 3]
+    assert t["train_loss"].iloc[-1] < t["train_loss"].iloc[0] - 10
+    assert t["test_loss"].iloc[-1] < t["test_loss"].iloc[0]
+    # per-image nats, recon + KL = loss at beta 1
+    assert (t["test_recon"] + t["test_kl"] - t["test_loss"]).abs().max() < 1e-3
+    assert t["test_loss"].between(45.5, 550).all()
+
+
+def test_same_config_gives_identical_loss_table(three_epochs, small_data):
+    cfg, result, _ = three_epochs
+    again = train(cfg, small_data, progress=False)
+    pd.testing.assert_frame_equal(_table(result.history), _table(again.history))
+    other = train(cfg.replace(seed=5), small_data, progress=False)
+    assert not _table(result.history).equals(_table(other.history))
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(three_epochs, small_data, tmp_path):
+    cfg, reference, ref_path = three_epochs
+    path = tmp_path / "ckpt.pt"
+
+    def stop_after_first_epoch(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, small_data, checkpoint=path, progress=False, on_epoch=stop_after_first_epoch)
+    assert ckpt_mod.load_checkpoint(path)["epoch"] == 1
+    resumed = train(cfg, small_data, checkpoint=path, resume=True, progress=False)
+    pd.testing.assert_frame_equal(_table(reference.history), _table(resumed.history))
+    ref_weights = ckpt_mod.load_checkpoint(ref_path)["model"]
+    for name, tensor in resumed.model.state_dict().items():
+        assert torch.equal(tensor, ref_weights[name]), name
+
+
+def test_resume_with_other_architecture_is_refused(three_epochs, small_data):
+    cfg, _, path = three_epochs
+    with pytest.raises(CheckpointError, match="latent_dim: checkpoint 2, now 5"):
+        train(cfg.replace(latent_dim=5), small_data, checkpoint=path, resume=True,
+              progress=False)
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(small_config, small_data, tmp_path):
+    path = tmp_path / "ckpt.pt"
+    train(small_config.replace(epochs=1), small_data, checkpoint=path, progress=False)
+    before = path.read_bytes()
+    with pytest.raises(TrainingError, match="diverged.*Lower the learning rate"):
+        train(small_config.replace(learning_rate=1e6), small_data, checkpoint=path,
+              progress=False)
+    assert path.read_bytes() == before
+
+
+def test_checkpoint_refuses_code_payload(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": ckpt_mod.FORMAT, "format_version": 1, "x": Evil()}, path)
+    with pytest.raises(CheckpointError, match="could run code"):
+        ckpt_mod.load_checkpoint(path)
+
+
+def test_checkpoint_truncated_and_newer_version(three_epochs, tmp_path):
+    _, _, path = three_epochs
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        ckpt_mod.load_checkpoint(cut)
+    state = ckpt_mod.load_checkpoint(path)
+    newer = tmp_path / "newer.pt"
+    buf = io.BytesIO()
+    torch.save({**state, "format_version": 99}, buf)
+    newer.write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError, match="newer than this"):
+        ckpt_mod.load_checkpoint(newer)
+
+
+def test_failed_checkpoint_write_keeps_previous_file(three_epochs, monkeypatch):
+    _, _, path = three_epochs
+    before = path.read_bytes()
+
+    def boom(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", boom)
+    with pytest.raises(OSError):
+        ckpt_mod.save_checkpoint(path, {"x": 1})
+    assert path.read_bytes() == before
+    assert len(list(path.parent.glob(".*tmp"))) == 0
