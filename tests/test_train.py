@@ -118,3 +118,16 @@ def test_failed_checkpoint_write_keeps_previous_file(three_epochs, monkeypatch):
         ckpt_mod.save_checkpoint(path, {"x": 1})
     assert path.read_bytes() == before
     assert len(list(path.parent.glob(".*tmp"))) == 0
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from vae_core.files import atomic_write_text
+
+    target = tmp_path / "t.txt"
+    atomic_write_text(target, "a")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask

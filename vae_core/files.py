@@ -10,6 +10,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def _default_mode() -> int:
+    """Permissions a plain ``open(path, "w")`` would give (mkstemp alone gives 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_MODE = _default_mode()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Open a temp file beside ``path`` for binary writing; rename it over ``path`` on success.
@@ -20,6 +30,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else _MODE)
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()

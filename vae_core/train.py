@@ -57,7 +57,8 @@ def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)  # parameter initialisation
     model = VAE(config.latent_dim, config.hidden_dim).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    # fused Adam: one kernel for all parameters instead of a Python loop (measured faster on CPU)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=True)
     shuffle_gen = torch.Generator().manual_seed(config.seed)
     noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     history: list[dict] = []
