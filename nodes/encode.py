@@ -1,0 +1,10 @@
+# KNIME Python Script node "Encode". In: object 1 = model (Train VAE), table 1 = images.
+# Out: table 1 = latent means z1..zk per image with label and digit, image 1 = PNG scatter.
+import knime.scripting.io as knio
+
+from vae_core.steps import encode_step, params_from_flow_variables
+
+out = encode_step(knio.input_objects[0], knio.input_tables[0].to_pandas(),
+                  params_from_flow_variables(knio.flow_variables))
+knio.output_tables[0] = knio.Table.from_pandas(out.table)
+knio.output_images[0] = out.png

@@ -1,0 +1,9 @@
+# KNIME Python Script node "Generate". In: object 1 = model (Train VAE).
+# Out: table 1 = 64 digits decoded from z ~ N(0, I), image 1 = PNG grid of them.
+import knime.scripting.io as knio
+
+from vae_core.steps import generate_step, params_from_flow_variables
+
+out = generate_step(knio.input_objects[0], params_from_flow_variables(knio.flow_variables))
+knio.output_tables[0] = knio.Table.from_pandas(out.table)
+knio.output_images[0] = out.png
