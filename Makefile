@@ -23,7 +23,13 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	VAE_MNIST_DIR=$${VAE_MNIST_DIR:-$(TEST_MNIST_DIR)} $(PY) -m pytest -q $(PYTEST_ARGS)
 
-test: lint unit
+check-workflow: $(VENV)/.installed
+	$(PY) -m knime_workflow.build --check
+
+workflow: $(VENV)/.installed
+	$(PY) -m knime_workflow.build
+
+test: lint check-workflow unit
 
 bench: $(VENV)/.installed
 	VAE_MNIST_DIR=$${VAE_MNIST_DIR:-$(TEST_MNIST_DIR)} $(PY) bench/bench_train.py

@@ -1,0 +1,160 @@
+"""Run the VAE workflow headless with KNIME's batch executor (KNIME_FORMAT.md §6).
+
+    scripts/knime-batch --knime /opt/knime_5.5/knime --var epochs=5 --var data_dir=/data/mnist \\
+        --preferences knime_workflow/vae_mnist_local.epf
+
+builds and runs::
+
+    knime -nosplash -consoleLog --launcher.suppressErrors
+          -application org.knime.product.KNIME_BATCH_APPLICATION -data <workspace>
+          -workflowFile=<abs .knwf> -reset -nosave -failonloaderror
+          [-preferences=<abs .epf>] -workflow.variable=epochs,5,int ... [-vmargs -Xmx4g]
+
+The type of each ``--var`` (int / double / String) comes from the variable's declaration in
+``spec.py``. KNIME is found from ``--knime``, else ``$KNIME_HOME``, else ``knime`` on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import spec
+
+APPLICATION = "org.knime.product.KNIME_BATCH_APPLICATION"
+BATCH_TYPES = {"INTEGER": "int", "DOUBLE": "double", "STRING": "String"}
+EXIT_CODES = {
+    0: "success: every node executed",
+    2: "bad or missing parameters",
+    3: "the workflow could not be loaded (missing extension, future version, locked, ...)",
+    4: "a node failed; see the console log above (or <workspace>/.metadata/knime/knime.log)",
+    5: "the KNIME Batch Executor extension is not installed (KNIME 5.9+)",
+}
+DEFAULT_WORKFLOW = Path(__file__).resolve().parent / f"{spec.MAIN.name}.knwf"
+
+
+class BatchError(Exception):
+    """A problem with the wrapper's arguments or with finding KNIME (one clear message)."""
+
+
+def find_knime(knime: str | None = None, env: dict[str, str] | None = None) -> Path:
+    """The KNIME launcher: ``knime`` argument, else $KNIME_HOME/knime, else ``knime`` on PATH."""
+    env = os.environ if env is None else env
+    names = ("knime.exe", "knime") if os.name == "nt" else ("knime",)
+    candidates: list[Path] = []
+    if knime:
+        path = Path(knime).expanduser()
+        candidates += [path / n for n in names] if path.is_dir() else [path]
+    elif env.get("KNIME_HOME"):
+        candidates += [Path(env["KNIME_HOME"]).expanduser() / n for n in names]
+    else:
+        found = shutil.which("knime", path=env.get("PATH"))
+        candidates += [Path(found)] if found else []
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    tried = ", ".join(str(c) for c in candidates) or "'knime' on PATH"
+    raise BatchError(f"KNIME not found (tried {tried}). Pass --knime /path/to/knime (the "
+                     "launcher in the KNIME installation folder) or set KNIME_HOME to that folder.")
+
+
+def variable_args(values: dict[str, str], variables=spec.VARIABLES) -> list[str]:
+    """``-workflow.variable=name,value,type`` for each value, typed by its declaration."""
+    declared = {v.name: v for v in variables}
+    args = []
+    for name, value in values.items():
+        if name not in declared:
+            raise BatchError(f"Unknown workflow variable {name!r}. Known: "
+                             f"{', '.join(declared)}.")
+        kind = declared[name].kind
+        parse = {"INTEGER": int, "DOUBLE": float}.get(kind, str)
+        try:
+            parse(value)
+        except ValueError:
+            expected = "an integer" if kind == "INTEGER" else "a number"
+            raise BatchError(f"Workflow variable {name} must be {expected}, got {value!r}.") \
+                from None
+        if '"' in value:
+            raise BatchError(f"The value of {name} must not contain a double quote.")
+        text = f'"{value}"' if "," in value else value  # KNIME tokenises with quote support
+        args.append(f"-workflow.variable={name},{text},{BATCH_TYPES[kind]}")
+    return args
+
+
+def build_command(knime: Path, workflow: Path, values: dict[str, str], *,
+                  preferences: Path | None = None, workspace: Path | None = None,
+                  vmargs: list[str] = ()) -> list[str]:
+    """The full KNIME batch command line (a list, no shell quoting needed)."""
+    workflow = Path(workflow).resolve()
+    if not workflow.exists():
+        raise BatchError(f"Workflow {workflow} does not exist.")
+    target = (f"-workflowDir={workflow}" if workflow.is_dir()
+              else f"-workflowFile={workflow}")
+    cmd = [str(knime), "-nosplash", "-consoleLog", "--launcher.suppressErrors",
+           "-application", APPLICATION]
+    if workspace is not None:
+        cmd += ["-data", str(Path(workspace).resolve())]
+    cmd += [target, "-reset", "-nosave", "-failonloaderror"]
+    if preferences is not None:
+        preferences = Path(preferences).resolve()
+        if not preferences.is_file():
+            raise BatchError(f"Preference file {preferences} does not exist. Write one with "
+                             "python -m knime_workflow.build --epf <conda env folder>.")
+        cmd.append(f"-preferences={preferences}")
+    cmd += variable_args(values)
+    if vmargs:
+        cmd += ["-vmargs", *vmargs]  # must come last
+    return cmd
+
+
+def _parse_var(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise BatchError(f"--var expects NAME=VALUE, got {text!r}.")
+    return name.strip(), value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="knime-batch", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--knime", help="KNIME launcher or installation folder "
+                        "(default $KNIME_HOME, else knime on PATH)")
+    parser.add_argument("--workflow", default=str(DEFAULT_WORKFLOW),
+                        help="a .knwf file or workflow folder (default: the VAE_MNIST.knwf)")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a workflow variable, e.g. --var epochs=5 (repeatable)")
+    parser.add_argument("--preferences", help="an .epf preference file (Python environment)")
+    parser.add_argument("--workspace", help="KNIME workspace folder (default: a new temp folder)")
+    parser.add_argument("--xmx", help="Java heap, e.g. 4g (passed as -vmargs -Xmx4g)")
+    parser.add_argument("--dry-run", action="store_true", help="print the command, do not run")
+    args = parser.parse_args(argv)
+    try:
+        values = dict(_parse_var(v) for v in args.var)
+        knime = Path(args.knime or "knime") if args.dry_run else find_knime(args.knime)
+        if args.workspace:
+            workspace = Path(args.workspace)
+        elif args.dry_run:  # do not create anything for a dry run
+            workspace = Path(tempfile.gettempdir()) / "knime-batch-ws-XXXX"
+        else:
+            workspace = Path(tempfile.mkdtemp(prefix="knime-batch-ws-"))
+        cmd = build_command(knime, Path(args.workflow), values,
+                            preferences=Path(args.preferences) if args.preferences else None,
+                            workspace=workspace, vmargs=[f"-Xmx{args.xmx}"] if args.xmx else [])
+    except BatchError as exc:
+        print(f"knime-batch: error: {exc}", file=sys.stderr)
+        return 2
+    print(" ".join(cmd), file=sys.stderr)
+    if args.dry_run:
+        return 0
+    code = subprocess.call(cmd)
+    print(f"knime-batch: KNIME exited with {code}: "
+          f"{EXIT_CODES.get(code, 'unknown exit code')}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
