@@ -1,0 +1,221 @@
+"""Speed, memory and quality of vae_core training against the lab's loop and the GEMM floor.
+
+One command, one process, same machine and data:
+  (a) the lab's loop as the seed wrote it: torchvision MNIST + ToTensor + DataLoader(128, shuffle)
+      + the seed's Encoder/Decoder/loss, Adam 1e-3, with a test pass each epoch;
+  (b) vae_core.train with the same hyperparameters;
+  (c) the arithmetic floor: only the five 128x784x256 matrix products of each step.
+Prints s/epoch, the ratios a/b and b/c, peak RSS, held-out neg-ELBO of (a) and (b), evaluation
+timings and the wall time of `vae-mnist run`; `--markdown FILE` appends a results section.
+
+    python bench/bench_train.py --epochs 30 --markdown BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vae_core import evaluate
+from vae_core.config import TrainConfig
+from vae_core.data import load_mnist, prepare_mnist
+from vae_core.train import train
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ----------------------------------------------------------------------------- (a) the lab
+class LabEncoder(nn.Module):
+    def __init__(self, latent_dim):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 256)
+        self.fc_mu = nn.Linear(256, latent_dim)
+        self.fc_logvar = nn.Linear(256, latent_dim)
+
+    def forward(self, x):
+        x = torch.relu(self.fc1(x))
+        return self.fc_mu(x), self.fc_logvar(x)
+
+
+class LabDecoder(nn.Module):
+    def __init__(self, latent_dim):
+        super().__init__()
+        self.fc1 = nn.Linear(latent_dim, 256)
+        self.fc2 = nn.Linear(256, 784)
+
+    def forward(self, z):
+        return torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))
+
+
+def lab_loss(recon_x, x, mu, logvar, beta=1.0):
+    recon = nn.functional.binary_cross_entropy(recon_x, x, reduction="sum")
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return recon + beta * kl
+
+
+def run_lab_loop(root: Path, epochs: int, seed: int) -> dict:
+    """The seed's training loop (DataLoader path), with a held-out pass after each epoch."""
+    from torch.utils.data import DataLoader, random_split
+    from torchvision import datasets, transforms
+
+    torch.manual_seed(seed)
+    dataset = datasets.MNIST(root=str(root), train=True, download=False,
+                             transform=transforms.ToTensor())
+    train_size = int(0.8 * len(dataset))
+    train_ds, test_ds = random_split(dataset, [train_size, len(dataset) - train_size],
+                                     generator=torch.Generator().manual_seed(seed))
+    train_loader = DataLoader(train_ds, batch_size=128, shuffle=True)
+    test_loader = DataLoader(test_ds, batch_size=128, shuffle=False)
+    enc, dec = LabEncoder(2), LabDecoder(2)
+    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-3)
+    times, test_loss = [], float("nan")
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        for x, _ in train_loader:
+            x = x.view(-1, 784)
+            mu, logvar = enc(x)
+            z = mu + torch.randn_like(logvar) * torch.exp(0.5 * logvar)
+            loss = lab_loss(dec(z), x, mu, logvar)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        total = 0.0
+        with torch.no_grad():
+            for x, _ in test_loader:
+                x = x.view(-1, 784)
+                mu, logvar = enc(x)
+                z = mu + torch.randn_like(logvar) * torch.exp(0.5 * logvar)
+                total += lab_loss(dec(z), x, mu, logvar).item()
+        test_loss = total / len(test_ds)
+        times.append(time.perf_counter() - t0)
+    return {"s_per_epoch": statistics.median(times), "test_neg_elbo": test_loss}
+
+
+# ----------------------------------------------------------------------------- (b) vae_core
+def run_core(root: Path, epochs: int, seed: int) -> dict:
+    cfg = TrainConfig(epochs=epochs, seed=seed, device="cpu")
+    data = load_mnist(cfg, root)
+    result = train(cfg, data, progress=False)
+    times = [row["seconds"] for row in result.history]
+    t0 = time.perf_counter()
+    evaluate.encode(result.model, data.eval.images)
+    evaluate.reconstruct(result.model, data.eval.images)
+    eval_s = time.perf_counter() - t0
+    out = {"s_per_epoch": statistics.median(times), "test_neg_elbo": result.history[-1]["test_loss"],
+           "encode_reconstruct_12k_s": eval_s, "peak_rss_mb": peak_rss_mb()}
+    bound = getattr(evaluate, "importance_sampled_bound", None)
+    if bound is not None:  # the L_k metric (issue 4), timed when present
+        t0 = time.perf_counter()
+        bound(result.model, data.eval.images[:1000], k=1000)
+        out["lk_k1000_1000img_s"] = time.perf_counter() - t0
+    return out
+
+
+# ----------------------------------------------------------------------------- (c) the floor
+def run_gemm_floor(steps: int = 375, repeats: int = 3) -> dict:
+    """Only the five big products per step: fwd enc/dec, dec grad-input, two grad-weights."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(128, 784, generator=g)
+    w1 = torch.randn(784, 256, generator=g)
+    w2 = torch.randn(256, 784, generator=g)
+    h = torch.empty(128, 256)
+    y = torch.empty(128, 784)
+    gh = torch.empty(128, 256)
+    gw1 = torch.empty(784, 256)
+    gw2 = torch.empty(256, 784)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            torch.mm(x, w1, out=h)            # encoder fc1 forward
+            torch.mm(h, w2, out=y)            # decoder fc2 forward
+            torch.mm(y, w2.t(), out=gh)       # decoder fc2 grad wrt its input
+            torch.mm(h.t(), y, out=gw2)       # decoder fc2 grad wrt weight
+            torch.mm(x.t(), gh, out=gw1)      # encoder fc1 grad wrt weight
+        times.append(time.perf_counter() - t0)
+    return {"s_per_epoch": min(times)}
+
+
+def run_cli(root: Path) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "vae_core.cli", "run", "--quiet",
+                               "--data-dir", str(root), "--run-dir", f"{tmp}/run"],
+                              capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+        summary = json.loads(Path(f"{tmp}/run/summary.json").read_text())
+    return {"wall_s": wall, "test_neg_elbo": summary["final_test_loss"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-lab", action="store_true", help="skip the (slow) lab loop")
+    p.add_argument("--skip-cli", action="store_true", help="skip timing the whole `vae-mnist run`")
+    p.add_argument("--markdown", help="append a results section to this file")
+    args = p.parse_args()
+
+    root = prepare_mnist()
+    res: dict = {"epochs": args.epochs, "threads": torch.get_num_threads(),
+                 "cores": os.cpu_count(), "torch": torch.__version__,
+                 "cpu": platform.processor() or platform.machine()}
+    res["gemm"] = run_gemm_floor()
+    res["core"] = run_core(root, args.epochs, args.seed)
+    if not args.skip_lab:
+        res["lab"] = run_lab_loop(root, args.epochs, args.seed)
+        res["lab_over_core"] = res["lab"]["s_per_epoch"] / res["core"]["s_per_epoch"]
+    res["core_over_gemm"] = res["core"]["s_per_epoch"] / res["gemm"]["s_per_epoch"]
+    if not args.skip_cli:
+        res["cli_run"] = run_cli(root)
+    print(json.dumps(res, indent=2))
+    if args.markdown:
+        with open(args.markdown, "a", encoding="utf-8") as fh:
+            fh.write(markdown(res, " ".join(sys.argv)))
+
+
+def markdown(r: dict, command: str) -> str:
+    core, gemm = r["core"], r["gemm"]
+    lines = [f"\n### Run of {time.strftime('%Y-%m-%d %H:%M')} — `{command}`\n",
+             f"Machine: {r['cores']} cores ({r['cpu']}), torch {r['torch']}, "
+             f"{r['threads']} threads, {r['epochs']} epochs, z = 2, batch 128.\n",
+             "| measure | value |", "|---|---|",
+             f"| (c) GEMM floor | {gemm['s_per_epoch']:.3f} s/epoch |",
+             f"| (b) vae_core training (train + held-out pass) | {core['s_per_epoch']:.3f} s/epoch |",
+             f"| ratio b/c (target ≤ 1.5) | {r['core_over_gemm']:.2f} |"]
+    if "lab" in r:
+        lines += [f"| (a) lab loop (DataLoader + ToTensor) | {r['lab']['s_per_epoch']:.3f} s/epoch |",
+                  f"| ratio a/b (target ≥ 5) | {r['lab_over_core']:.2f} |",
+                  f"| held-out neg-ELBO after {r['epochs']} epochs: lab / vae_core | "
+                  f"{r['lab']['test_neg_elbo']:.2f} / {core['test_neg_elbo']:.2f} |"]
+    else:
+        lines.append(f"| held-out neg-ELBO after {r['epochs']} epochs (vae_core) | "
+                     f"{core['test_neg_elbo']:.2f} |")
+    lines += [f"| peak RSS after vae_core training (whole process) | {core['peak_rss_mb']:.0f} MB |",
+              f"| encode + reconstruct 12k held-out | {core['encode_reconstruct_12k_s']:.2f} s |"]
+    if "lk_k1000_1000img_s" in core:
+        lines.append(f"| L_k, k = 1000, 1,000 images | {core['lk_k1000_1000img_s']:.2f} s |")
+    if "cli_run" in r:
+        lines.append(f"| whole `vae-mnist run` (30 epochs + tables + figures), wall | "
+                     f"{r['cli_run']['wall_s']:.1f} s (neg-ELBO {r['cli_run']['test_neg_elbo']:.2f}) |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
