@@ -99,6 +99,14 @@ def test_images_from_table_errors():
         tables.images_from_table(good - 1)
     with pytest.raises(TableError, match="not numeric"):
         tables.images_from_table(good.astype(str))
+    grey = pd.DataFrame(np.full((2, 784), 51), columns=tables.PIXEL_COLUMNS)
     with pytest.warns(UserWarning, match="0-255"):
-        scaled = tables.images_from_table(good * 255)
-    assert torch.allclose(scaled, torch.full((2, 784), 0.5))
+        scaled = tables.images_from_table(grey)
+    assert torch.allclose(scaled, torch.full((2, 784), 0.2))
+
+
+def test_fractional_values_above_one_are_refused():
+    frame = pd.DataFrame(np.full((1, 784), 0.5), columns=tables.PIXEL_COLUMNS)
+    frame["pixel_0"] = 1.5
+    with pytest.raises(TableError, match="not whole grey levels"):
+        tables.images_from_table(frame)

@@ -106,7 +106,8 @@ def generated_table(z, images) -> pd.DataFrame:
 def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.Tensor:
     """Pixel columns of a table as a float32 tensor [N, 784] in [0, 1].
 
-    Values on a 0–255 scale are rescaled with a warning (KNIME image tables are often 0–255);
+    Whole-number values on a 0–255 scale are rescaled with a warning (KNIME image tables are
+    often 0–255);
     anything else out of range, missing, or not numeric is a :class:`TableError`.
     """
     if not isinstance(df, pd.DataFrame):
@@ -135,6 +136,9 @@ def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.T
         raise TableError(f"Pixel values of the {what} range from {lo:g} to {hi:g}; they must be "
                          "in [0, 1] (or 0-255 grey levels).")
     if hi > 1:
+        if not np.array_equal(arr, np.round(arr)):
+            raise TableError(f"Pixel values of the {what} go up to {hi:g} but are not whole grey "
+                             "levels: use pixels in [0, 1] or integer grey levels 0-255.")
         warnings.warn(f"Pixel values of the {what} go up to {hi:g}: read as 0-255 grey levels "
                       "and divided by 255.", stacklevel=2)
         arr = arr / 255.0
