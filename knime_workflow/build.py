@@ -434,16 +434,16 @@ def differences(out_dir: Path = OUT_DIR, root: Path = ROOT) -> list[str]:
     for path, data in expected.items():
         target = out_dir / path
         if not target.is_file():
-            problems.append(f"missing: {target.relative_to(root)}")
+            problems.append(f"missing: {out_dir.name}/{path}")
         elif not _same(path, data, target.read_bytes()):
-            problems.append(f"out of date: {target.relative_to(root)}")
+            problems.append(f"out of date: {out_dir.name}/{path}")
     for wf in spec.WORKFLOWS:
         folder = out_dir / wf.name
         if folder.is_dir():
             for p in sorted(folder.rglob("*")):
                 rel = p.relative_to(out_dir).as_posix()
                 if p.is_file() and rel not in expected:
-                    problems.append(f"unexpected file: {p.relative_to(root)}")
+                    problems.append(f"unexpected file: {out_dir.name}/{rel}")
     return problems
 
 

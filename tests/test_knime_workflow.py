@@ -11,10 +11,8 @@ configured with.
 from __future__ import annotations
 
 import pickle
-import re
 import shutil
 import sys
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "knime_double"))  # test-only
 
 from knime.api.table import Table  # noqa: E402
+from knime_files import array_values, parse, value  # noqa: E402
 from knime_runner import (  # noqa: E402
     NodeExecutionError,
     run_legacy_source,
@@ -35,7 +34,6 @@ from knime_runner import (  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "knime_workflow"
-NS = "{http://www.knime.org/2008/09/XMLConfig}"
 PYTHON_SCRIPT = "org.knime.python3.scripting.nodes.script.PythonScriptNodeFactory"
 PYTHON_SOURCE = "org.knime.python2.nodes.source.Python2SourceNodeFactory"
 SCATTER = "org.knime.base.views.node.scatterplot.ScatterPlotNodeFactory"
@@ -44,48 +42,6 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 # ----------------------------------------------------------------------------- parsing
-def knime_unescape(text: str) -> str:
-    """Inverse of KNIME's XMLUtils.escape: every %%ddddd is one UTF-16 code unit."""
-    parts = re.split(r"%%(\d{5})", text)
-    units = bytearray()
-    for i, part in enumerate(parts):
-        if i % 2:
-            units += int(part).to_bytes(2, "little")
-        else:
-            units += part.encode("utf-16-le", "surrogatepass")
-    return units.decode("utf-16-le", "surrogatepass")
-
-
-def parse(path: Path) -> dict[str, Any]:
-    """XMLConfig → nested dicts; an entry becomes (type, value or None)."""
-    def walk(elem: ET.Element) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for child in elem:
-            key = knime_unescape(child.attrib["key"])
-            assert key not in out, f"duplicate key {key} in {path}"
-            if child.tag == NS + "config":
-                out[key] = walk(child)
-            elif child.tag == NS + "entry":
-                null = child.attrib.get("isnull") == "true"
-                out[key] = (child.attrib["type"], None if null
-                            else knime_unescape(child.attrib["value"]))
-            else:
-                raise AssertionError(f"{path}: invalid tag {child.tag}")
-        return out
-
-    root = ET.parse(path).getroot()
-    assert root.tag == NS + "config"
-    return walk(root)
-
-
-def value(cfg: dict, key: str) -> Any:
-    return cfg[key][1]
-
-
-def array_values(cfg: dict) -> list[str]:
-    return [cfg[str(i)][1] for i in range(int(value(cfg, "array-size")))]
-
-
 _CAST = {"INTEGER": int, "DOUBLE": float, "STRING": str}
 
 

@@ -1,0 +1,444 @@
+"""The generated KNIME files follow the format of real KNIME-saved files.
+
+Reference files are READ from ../shared/knime/reference at test time (never copied into the
+project); those tests are skipped with a clear reason when that folder is absent. Also: load
+rules of workflow.knime (KNIME_FORMAT.md §2.1-2.4, §3), the .knwf layout, deterministic builds
+and ``--check``, KNIME's string escaping, the .epf, environment.yml and the batch wrapper.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "knime_double"))  # test-only helpers
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # knime_workflow/ is not an installed package
+
+from knime_files import knime_unescape, parse, shape, value  # noqa: E402
+
+from knime_workflow import batch, build, knime_xml, spec  # noqa: E402
+
+OUT = REPO / "knime_workflow"
+REFERENCE = REPO.parent / "shared" / "knime" / "reference"
+R58 = "danieltomasz_cordis-knime-elt_5.8.0"
+R55 = "knime-gateway_5.5_Versions_Extended_CurrentVersion"
+PYTHON_SCRIPT = "org.knime.python3.scripting.nodes.script.PythonScriptNodeFactory"
+ALL_FOLDERS = [OUT / wf.name for wf in spec.WORKFLOWS]
+
+
+@pytest.fixture(scope="module")
+def ref() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.skip(f"KNIME reference files not found at {REFERENCE} (../shared is absent)")
+    return REFERENCE
+
+
+def settings_files(folder: Path, node_name: str) -> list[Path]:
+    return sorted(folder.glob(f"{node_name} (#*)/settings.xml"))
+
+
+def top_keys(cfg: dict, drop: set[str] = frozenset()) -> list[str]:
+    return [k for k in cfg if k not in drop]
+
+
+def same_shape(ours: dict, theirs: dict, key: str) -> None:
+    """Same entry type, or the same key tree with the same entry types."""
+    a, b = ours[key], theirs[key]
+    if isinstance(a, tuple) or isinstance(b, tuple):
+        assert isinstance(a, tuple) and isinstance(b, tuple) and a[0] == b[0], key
+    else:
+        assert shape(a, (key,)) == shape(b, (key,)), f"key tree of {key} differs"
+
+
+def check_not_executed(cfg: dict) -> None:
+    """Hand-written nodes: CONFIGURED, no content, no port data, no file store (§3.3)."""
+    assert value(cfg, "state") == "CONFIGURED"
+    assert value(cfg, "hasContent") == "false" and value(cfg, "isInactive") == "false"
+    for port in cfg["ports"].values():
+        assert port["port_dir_location"] == ("xstring", None)
+        assert list(port) == ["index", "port_dir_location"]
+    assert cfg["filestores"] == {"file_store_location": ("xstring", None),
+                                 "file_store_id": ("xstring", None)}
+    assert "internalObjects" not in cfg
+
+
+# ----------------------------------------------------------------------------- vs reference
+def test_python_script_nodes_have_the_key_tree_of_knime_5(ref):
+    ref14 = parse(ref / R58 / "Python Script (#14)" / "settings.xml")  # CONFIGURED, 1 in/1 out
+    ref5 = parse(ref / R58 / "Python Script (#5)" / "settings.xml")  # has a nodeAnnotation
+    optional = {"variables", "nodecontainer_message"}  # flow-variable binding, last error
+    files = settings_files(OUT / "VAE_MNIST", "Python Script")
+    assert len(files) == 5
+    for path in files:
+        ours = parse(path)
+        assert top_keys(ours, {"nodeAnnotation"}) == top_keys(ref14, optional), path
+        assert list(ours).index("nodeAnnotation") == list(ours).index("model") + 1
+        assert list(ref5).index("nodeAnnotation") == list(ref5).index("model") + 1
+        same_shape(ours, ref5, "nodeAnnotation")
+        for key in top_keys(ref14, optional | {"node_creation_config", "ports"}):
+            same_shape(ours, ref14, key)
+        assert list(ours["node_creation_config"]) == list(ref14["node_creation_config"])
+        ref_port = shape(ref14["node_creation_config"]["Output table"]["port_0"])
+        for group in ours["node_creation_config"].values():
+            assert list(group) == [f"port_{i}" for i in range(len(group))]
+            assert all(shape(p) == ref_port for p in group.values())
+        assert ours["model"]["python3_command"] == ("xstring", "")
+        assert value(ours, "factory") == PYTHON_SCRIPT
+        check_not_executed(ours)
+        creation = ours["node_creation_config"]
+        n_out = sum(len(creation[g]) for g in ("Output table", "Output image",
+                                               "Output object (pickled)"))
+        assert list(ours["ports"]) == [f"port_{i}" for i in range(1, n_out + 1)]
+
+
+@pytest.mark.parametrize("name, ref_path", [
+    ("Scatter Plot", f"{R55}/Scatter Plot (#6)/settings.xml"),
+    ("Line Plot", f"{R55}/Component (#9)/Line Plot (#7)/settings.xml"),
+])
+def test_view_nodes_have_the_key_tree_of_knime_5_5(ref, name, ref_path):
+    theirs = parse(ref / ref_path)
+    files = [p for f in ALL_FOLDERS for p in settings_files(f, name)]
+    assert files
+    for path in files:
+        ours = parse(path)
+        assert top_keys(ours, {"nodeAnnotation"}) == top_keys(theirs, {"internalObjects"})
+        for key in top_keys(theirs, {"internalObjects"}):
+            same_shape(ours, theirs, key)  # model, view (every key and type), ports, ...
+        for key in ("factory", "node-name", "node-bundle-symbolic-name",
+                    "node-feature-symbolic-name"):
+            assert ours[key] == theirs[key]
+        check_not_executed(ours)
+
+
+def test_scatter_plot_values_are_ours(ref):
+    (path,) = settings_files(OUT / "VAE_MNIST", "Scatter Plot")
+    view = parse(path)["view"]
+    assert (value(view, "xAxisColumnV3"), value(view, "yAxisColumnV3")) == ("z1", "z2")
+    assert view["colorColumnV2"] == {"regularChoice": ("xstring", "digit"),
+                                     "specialChoice_Internals": ("xstring", None)}
+
+
+def test_legacy_python_source_matches_real_legacy_files(ref):
+    ref_source = parse(ref / "hfwittmann_3.5.2_legacy_python" / "Python Source (#1)" /
+                       "settings.xml")
+    ref_script2 = parse(ref / "jonlorentz_4.3.1_legacy_python_script2" / "Python Script (#3)" /
+                        "settings.xml")
+    (path,) = settings_files(OUT / "VAE_MNIST_legacy", "Python Source")
+    ours = parse(path)
+    assert top_keys(ours, {"nodeAnnotation"}) == top_keys(ref_source)
+    assert ours["factory"] == ref_source["factory"]
+    allowed = {**ref_script2["model"], **ref_source["model"]}
+    assert set(ref_source["model"]) <= set(ours["model"]) <= set(allowed)
+    for key, (kind, _) in ours["model"].items():
+        assert kind == allowed[key][0], key
+    check_not_executed(ours)
+
+
+def test_workflow_knime_has_the_structure_of_real_files(ref):
+    ref58 = parse(ref / R58 / "workflow.knime")
+    ref55 = parse(ref / R55 / "workflow.knime")
+    ref41 = parse(ref / "knime-core_4.1_enhAP12286_ExternalConfiguration" / "workflow.knime")
+    for folder in ALL_FOLDERS:
+        wf = parse(folder / "workflow.knime")
+        common = [k for k in wf if k in ref58]
+        assert common == [k for k in ref58 if k in wf], "header key order differs from 5.8"
+        same_shape(wf, ref58, "authorInformation")
+        same_shape(wf, ref58, "workflow_editor_settings")
+        ref_node, ref_conn = ref58["nodes"]["node_5"], ref58["connections"]["connection_4"]
+        assert all(shape(n) == shape(ref_node) for n in wf["nodes"].values())
+        assert all(shape(c) == shape(ref_conn) for c in wf["connections"].values())
+        ref_annotation = ref55["annotations"]["annotation_0"]
+        assert all(shape(a) == shape(ref_annotation) for a in wf["annotations"].values())
+        ref_vars = {value(v, "class"): shape(v) for v in ref41["workflow_variables"].values()}
+        for var in wf["workflow_variables"].values():
+            cls = value(var, "class")
+            if cls in ref_vars:
+                assert shape(var) == ref_vars[cls]
+            assert var["value"][0] == {"INTEGER": "xint", "DOUBLE": "xdouble",
+                                       "STRING": "xstring"}[cls]
+        # workflow variables sit before the credentials, as in the 4.1 file
+        assert list(wf).index("workflow_variables") < list(wf).index("workflow_credentials")
+        assert list(ref41).index("workflow_variables") < list(ref41).index(
+            "workflow_credentials")
+
+
+def test_sample_epf_uses_the_keys_of_knimes_own_file(ref):
+    theirs = (ref / "knime-python_workflow-tests_prefs" / "preferences-Linux.epf").read_text()
+    ours = (OUT / build.SAMPLE_EPF).read_text()
+
+    def keys(text: str) -> set[str]:
+        return {line.split("=", 1)[0] for line in text.splitlines()
+                if line.startswith("/instance/org.knime.python3") or "condaDirectory" in line}
+
+    assert keys(ours) == keys(theirs)
+    assert ours.splitlines()[0] == "\\!/=" and "file_export_version=3.0" in ours
+
+
+# ----------------------------------------------------------------------------- load rules
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".")[:3])
+
+
+@pytest.mark.parametrize("folder", ALL_FOLDERS, ids=lambda p: p.name)
+def test_workflow_knime_satisfies_the_load_rules(folder):
+    """§2.1-2.4: header that 5.5 loads; every node and connection resolvable."""
+    wf = parse(folder / "workflow.knime")
+    assert _version(value(wf, "created_by")) <= (5, 5, 0)
+    assert value(wf, "created_by") == "5.5.0"  # no qualifier: not newer than any 5.5.0 build
+    assert value(wf, "created_by_nightly") == "false"
+    assert value(wf, "version") in ("4.1.0", "5.1.0")
+    for key in ("workflow_credentials", "nodes", "connections"):
+        assert isinstance(wf[key], dict)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}",
+                        value(wf["authorInformation"], "authored-when"))
+    names = [value(v, "name") for v in wf["workflow_variables"].values()]
+    assert names == ["latent_dim", "beta", "epochs", "batch_size", "learning_rate", "seed",
+                     "data_dir", "device", "train_limit", "eval_limit"]
+    n_in, n_out, ids = {}, {}, []
+    for node in wf["nodes"].values():
+        nid = int(value(node, "id"))
+        ids.append(nid)
+        rel = value(node, "node_settings_file")
+        assert value(node, "node_type") == "NativeNode" and value(node, "node_is_meta") == "false"
+        settings = parse(folder / rel)
+        folder_name = re.sub(r"[^a-zA-Z0-9 ]", "_", value(settings, "node-name"))
+        assert rel == f"{folder_name} (#{nid})/settings.xml"
+        creation = settings.get("node_creation_config", {})
+        if value(settings, "factory") == PYTHON_SCRIPT:
+            n_in[nid] = len(creation["Input object (pickled)"]) + len(creation["Input table"])
+        else:
+            n_in[nid] = 1 if "Input Table" in creation else 0
+        n_out[nid] = len(settings["ports"])
+    assert len(set(ids)) == len(ids)
+    fed = []
+    for conn in wf["connections"].values():
+        src, dst = int(value(conn, "sourceID")), int(value(conn, "destID"))
+        sport, dport = int(value(conn, "sourcePort")), int(value(conn, "destPort"))
+        assert src != dst and src in n_out and dst in n_in
+        assert 1 <= sport <= n_out[src] and 1 <= dport <= n_in[dst]
+        fed.append((dst, dport))
+    assert sorted(fed) == sorted((n, p) for n in n_in for p in range(1, n_in[n] + 1))
+
+
+@pytest.mark.parametrize("folder", ALL_FOLDERS, ids=lambda p: p.name)
+def test_no_data_lock_or_executed_state_is_shipped(folder):
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert [f for f in files if "/" in f] == [f for f in files if f.endswith("/settings.xml")]
+    assert {f for f in files if "/" not in f} == {"workflow.knime", "workflowset.meta"}
+    for path in folder.glob("*/settings.xml"):
+        check_not_executed(parse(path))
+
+
+@pytest.mark.parametrize("wf", spec.WORKFLOWS, ids=lambda w: w.name)
+def test_knwf_has_one_top_folder_and_the_folders_files(wf):
+    data = (OUT / f"{wf.name}.knwf").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.testzip() is None
+        names = zf.namelist()
+        assert {n.split("/")[0] for n in names} == {wf.name}
+        assert names == sorted(names)
+        assert not [n for n in names if ".knimeLock" in n or "/port_" in n or n.endswith("/")]
+        assert {i.date_time for i in zf.infolist()} == {build.ZIP_TIME}
+        folder = OUT / wf.name
+        on_disk = {f"{wf.name}/{p.relative_to(folder).as_posix()}": p.read_bytes()
+                   for p in folder.rglob("*") if p.is_file()}
+        assert {n: zf.read(n) for n in names} == on_disk
+
+
+# ----------------------------------------------------------------------------- builder
+def test_committed_workflow_is_up_to_date():
+    assert build.differences() == []
+    assert build.main(["--check"]) == 0
+
+
+def test_build_is_deterministic(tmp_path):
+    build.build(out_dir=tmp_path / "a")
+    build.build(out_dir=tmp_path / "b")
+    a = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in (tmp_path / "a").rglob("*")
+         if p.is_file()}
+    b = {p.relative_to(tmp_path / "b"): p.read_bytes() for p in (tmp_path / "b").rglob("*")
+         if p.is_file()}
+    assert a == b and len(a) == len(build.expected_outputs())
+
+
+def test_check_reports_every_kind_of_difference(tmp_path):
+    out = tmp_path / "knime_workflow"
+    shutil.copytree(OUT, out)
+    node = out / "VAE_MNIST" / "Python Script (#2)"
+    settings = node / "settings.xml"
+    settings.write_bytes(settings.read_bytes().replace(b"train_step", b"train_stop"))
+    (out / "VAE_MNIST" / ".knimeLock").write_text("")
+    (node / "port_1").mkdir()
+    (node / "port_1" / "data.zip").write_bytes(b"x")
+    (out / "VAE_MNIST_legacy.knwf").write_bytes(b"not a zip")
+    (out / "VAE_MNIST_legacy" / "workflow.knime").unlink()
+    problems = build.differences(out_dir=out, root=REPO)
+    want = ["out of date: knime_workflow/VAE_MNIST/Python Script (#2)/settings.xml",
+            "unexpected file: knime_workflow/VAE_MNIST/.knimeLock",
+            "unexpected file: knime_workflow/VAE_MNIST/Python Script (#2)/port_1/data.zip",
+            "out of date: knime_workflow/VAE_MNIST_legacy.knwf",
+            "missing: knime_workflow/VAE_MNIST_legacy/workflow.knime"]
+    assert sorted(problems) == sorted(want)
+    build.build(out_dir=out, root=REPO)
+    assert build.differences(out_dir=out, root=REPO) == []
+    assert not (node / "port_1").exists()
+
+
+def test_spec_errors_are_caught():
+    bad = spec.Workflow("X", "", spec.VARIABLES, spec.MAIN.nodes,
+                        spec.MAIN.links + (spec.Link(7, "table 1", 4, "object 1"),))
+    with pytest.raises(build.SpecError, match="exactly one connection"):
+        build.validate(bad)
+    wrong_port = spec.Workflow("X", "", spec.VARIABLES, spec.MAIN.nodes,
+                               (spec.Link(2, "image 3", 3, "table 1"),))
+    with pytest.raises(build.SpecError, match="no port 'image 3'"):
+        build.validate(wrong_port)
+
+
+# ----------------------------------------------------------------------------- escaping
+@pytest.mark.parametrize("raw, escaped", [
+    ("a\nb", "a%%00010b"),
+    ("\t\r", "%%00009%%00013"),
+    ("%%00010", "%%00037%00010"),
+    ("100%", "100%"),
+    ("50%%", "50%%00037%"),
+    ("β→z", "β→z"),
+    ("\ue000", "%%57344"),
+    ("😀", "%%55357%%56832"),
+])
+def test_knime_escape(raw, escaped):
+    assert knime_xml.knime_escape(raw) == escaped
+    assert knime_unescape(escaped) == raw
+
+
+@given(st.text())
+def test_any_script_survives_the_settings_xml(text):
+    """Builder escaping + XML + KNIME's unescape (the test's own) give back the exact text."""
+    root = knime_xml.config("settings.xml", knime_xml.config(
+        "model", knime_xml.string("script", text), knime_xml.string("python3_command", "")))
+    assert parse("<generated>", knime_xml.render(root))["model"]["script"] == ("xstring", text)
+
+
+def test_embedded_script_uses_knime_escaping_in_the_file():
+    raw = (OUT / "VAE_MNIST" / "Python Script (#2)" / "settings.xml").read_text()
+    line = next(ln for ln in raw.splitlines() if 'key="script"' in ln)
+    assert "%%00010" in line and "\n" not in line.strip() and "&quot;Train VAE&quot;" in line
+
+
+# ----------------------------------------------------------------------------- .epf
+def test_epf_for_a_user_environment(tmp_path):
+    text = build.epf_text("/home/me/miniforge3/envs/vae-mnist-knime/")
+    assert "/instance/org.knime.conda/condaDirectoryPath=/home/me/miniforge3\n" in text
+    assert ("/instance/org.knime.python3.scripting.nodes/python3CondaEnvironmentDirectoryPath="
+            "/home/me/miniforge3/envs/vae-mnist-knime\n") in text
+    win = build.epf_text(r"C:\Users\me\miniforge3\envs\vae")
+    assert r"condaDirectoryPath=C:\\Users\\me\\miniforge3" in win
+    assert "condaDirectoryPath" not in build.epf_text("/opt/myenv")  # not <conda>/envs/<name>
+    out = tmp_path / "mine.epf"
+    assert build.main(["--epf", "/opt/conda/envs/x", "-o", str(out)]) == 0
+    assert "python3CondaEnvironmentDirectoryPath=/opt/conda/envs/x" in out.read_text()
+
+
+# ----------------------------------------------------------------------------- environment
+def _simple_yaml(text: str) -> dict:
+    """Just enough YAML for environment.yml: top-level keys, lists, one nested pip list."""
+    data: dict = {}
+    key = None
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].rstrip()
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line.startswith(" "):
+            key, _, rest = line.partition(":")
+            data[key] = rest.strip() or []
+        elif line.strip().startswith("- pip:"):
+            data[key].append({"pip": []})
+        elif line.startswith("      - "):
+            data[key][-1]["pip"].append(line.strip()[2:])
+        else:
+            data[key].append(line.strip()[2:])
+    return data
+
+
+def test_environment_yml_matches_pyproject():
+    env = _simple_yaml((REPO / "environment.yml").read_text())
+    assert env["channels"] == ["knime", "conda-forge"]
+    deps = [d for d in env["dependencies"] if isinstance(d, str)]
+    assert "python=3.11" in deps and "knime-python-base=5.5" in deps and "pip" in deps
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip == ["-e ."]
+    names = {re.split(r"[=<>]", d)[0] for d in deps}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    conda_name = {"torch": "pytorch"}
+    for req in project["dependencies"]:
+        name = re.split(r"[<>=!~ \[]", req)[0].lower()
+        assert conda_name.get(name, name) in names, f"{name} missing from environment.yml"
+    assert not [n for n in names if n == "knime"], "never install a package named knime"
+
+
+# ----------------------------------------------------------------------------- batch
+def _fake_knime(folder: Path) -> Path:
+    exe = folder / "knime"
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def test_batch_command(tmp_path):
+    knwf = OUT / "VAE_MNIST.knwf"
+    prefs = tmp_path / "p.epf"
+    prefs.write_text("x")
+    cmd = batch.build_command(Path("/opt/knime/knime"), knwf,
+                              {"epochs": "5", "beta": "0.5", "data_dir": "/d,1"},
+                              preferences=prefs, workspace=tmp_path / "ws", vmargs=["-Xmx4g"])
+    assert cmd == ["/opt/knime/knime", "-nosplash", "-consoleLog", "--launcher.suppressErrors",
+                   "-application", "org.knime.product.KNIME_BATCH_APPLICATION",
+                   "-data", str((tmp_path / "ws").resolve()),
+                   f"-workflowFile={knwf}", "-reset", "-nosave", "-failonloaderror",
+                   f"-preferences={prefs.resolve()}",
+                   "-workflow.variable=epochs,5,int", "-workflow.variable=beta,0.5,double",
+                   '-workflow.variable=data_dir,"/d,1",String', "-vmargs", "-Xmx4g"]
+    folder_cmd = batch.build_command(Path("knime"), OUT / "VAE_MNIST", {})
+    assert f"-workflowDir={OUT / 'VAE_MNIST'}" in folder_cmd and "-vmargs" not in folder_cmd
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epoch": "5"}, "Unknown workflow variable 'epoch'"),
+    ({"epochs": "abc"}, "epochs must be an integer, got 'abc'"),
+    ({"beta": "x"}, "beta must be a number"),
+])
+def test_batch_rejects_bad_variables(values, message):
+    with pytest.raises(batch.BatchError, match=message):
+        batch.build_command(Path("knime"), OUT / "VAE_MNIST.knwf", values)
+
+
+def test_batch_finds_knime_or_says_how(tmp_path):
+    exe = _fake_knime(tmp_path)
+    assert batch.find_knime(str(tmp_path), env={}) == exe
+    assert batch.find_knime(None, env={"KNIME_HOME": str(tmp_path)}) == exe
+    assert batch.find_knime(None, env={"PATH": str(tmp_path)}) == exe
+    with pytest.raises(batch.BatchError, match="KNIME not found .* set KNIME_HOME"):
+        batch.find_knime(None, env={"PATH": str(tmp_path / "none")})
+    assert batch.main(["--knime", str(tmp_path / "nope")]) == 2
+
+
+def test_batch_main_runs_knime_and_returns_its_exit_code(tmp_path, capsys):
+    exe = tmp_path / "knime"
+    exe.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'args'}\nexit 4\n")
+    exe.chmod(0o755)
+    code = batch.main(["--knime", str(exe), "--var", "epochs=3",
+                       "--workspace", str(tmp_path / "ws")])
+    assert code == 4 and "a node failed" in capsys.readouterr().err
+    args = (tmp_path / "args").read_text()
+    assert "-workflow.variable=epochs,3,int" in args and "-failonloaderror" in args
