@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .plots import _grid, _image_figure, plt
+
+KL_FLOOR = 1e-3  # nats; the log axis needs a floor for collapsed (0-KL) dimensions
 
 
 def interpolation_figure(images: torch.Tensor, title: str = "Latent interpolation") -> Figure:
@@ -105,16 +108,18 @@ def kl_per_dim_figure(dims: pd.DataFrame) -> Figure:
         sub = dims[dims["latent_dim"] == z]
         for b, grp in sub.groupby("beta"):
             kl = np.sort(grp["kl"].to_numpy())[::-1]
-            ax.plot(np.arange(1, len(kl) + 1), kl, marker="o", ms=3, color=colors[b],
-                    label=f"β = {b:g}")
-        ax.axhline(0.01, color="grey", ls=":", lw=0.8)
-        ax.set_yscale("symlog", linthresh=0.01)
+            ax.plot(np.arange(1, len(kl) + 1), np.clip(kl, KL_FLOOR, None), marker="o", ms=3,
+                    color=colors[b], label=f"β = {b:g}")
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=KL_FLOOR / 2)
         ax.set_title(f"z = {z}")
         ax.set_xlabel("dimension (sorted by KL)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean KL per dimension (nats)")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle("KL per latent dimension: units with ~0 KL are unused")
+    fig.suptitle(f"KL per latent dimension (values below {KL_FLOOR:g} drawn at {KL_FLOOR:g}): "
+                 "units with ~0 KL are unused")
     fig.tight_layout()
     return fig
 
@@ -129,6 +134,7 @@ def loss_curves_figure(histories: pd.DataFrame) -> Figure:
         sub = histories[histories["latent_dim"] == z]
         for b, grp in sub.groupby("beta"):
             ax.plot(grp["epoch"], grp["test_loss"], color=colors[b], label=f"β = {b:g}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"z = {z}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -1,0 +1,185 @@
+"""The HTML report, read back the way a browser would: every figure embedded, tables = CSVs."""
+
+from __future__ import annotations
+
+import base64
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vae_core.cli import main
+from vae_core.config import TrainConfig
+from vae_core.errors import RunDirError
+from vae_core.report import build_report, format_value
+from vae_core.sweep import run_sweep
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class _Page(HTMLParser):
+    """Collects <img> (alt, data-source, src) and <table> (id, data-source, header, rows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict] = []
+        self.tables: list[dict] = []
+        self._cell: list[str] | None = None
+        self._row: list[str] | None = None
+        self._in_head = False
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a)
+        elif tag in ("link", "script") and (a.get("href") or a.get("src")):
+            self.external.append(a.get("href") or a.get("src"))
+        elif tag == "table":
+            self.tables.append({"id": a.get("id"), "source": a.get("data-source"),
+                                "header": [], "rows": []})
+        elif tag == "thead":
+            self._in_head = True
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            t = self.tables[-1]
+            (t["header"].extend(self._row) if self._in_head else t["rows"].append(self._row))
+            self._row = None
+        elif tag == "thead":
+            self._in_head = False
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(text: str) -> _Page:
+    page = _Page()
+    page.feed(text)
+    return page
+
+
+def _check_images(page: _Page, folder: Path) -> set[str]:
+    """Every <img> is an embedded PNG identical to the file it names."""
+    for img in page.images:
+        assert img["src"].startswith("data:image/png;base64,")
+        data = base64.b64decode(img["src"].split(",", 1)[1])
+        assert data.startswith(PNG)
+        assert data == (folder / img["data-source"]).read_bytes(), img["data-source"]
+    assert not page.external  # self-contained: nothing loaded from elsewhere
+    return {img["data-source"] for img in page.images}
+
+
+def _same(cell: str, value) -> bool:
+    """A cell equals the CSV value at the precision the report prints."""
+    if isinstance(value, float) and pd.isna(value):
+        return cell == ""
+    if isinstance(value, bool) or str(value) in ("True", "False"):
+        return cell == ("yes" if str(value) == "True" else "no")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return cell == str(value)
+    return float(cell) == pytest.approx(v, abs=0.006 if abs(v) >= 100 else 6e-4 if abs(v) >= 1
+                                        else 6e-5)
+
+
+def _check_table(table: dict, csv: Path) -> None:
+    df = pd.read_csv(csv)
+    assert set(table["header"]) <= set(df.columns)
+    assert len(table["rows"]) == len(df)
+    for row, (_, rec) in zip(table["rows"], df.iterrows(), strict=True):
+        for col, cell in zip(table["header"], row, strict=True):
+            assert _same(cell, rec[col]), (table["id"], col, cell, rec[col])
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory, mnist_dir):
+    out = tmp_path_factory.mktemp("rep") / "sweep"
+    base = TrainConfig(epochs=1, train_limit=600, eval_limit=150, device="cpu")
+    run_sweep(out, base, latent_dims=[2, 3], betas=[1.0], data_dir=mnist_dir, iw_k=5,
+              iw_images=20, log=lambda m: None)
+    return out
+
+
+def test_sweep_report_embeds_every_figure_and_matches_the_csvs(sweep_dir, tmp_path):
+    target = tmp_path / "r.html"
+    assert main(["report", str(sweep_dir), "-o", str(target), "-q"]) == 0
+    page = _parse(target.read_text())
+    sources = _check_images(page, sweep_dir)
+    for png in (sweep_dir / "figures").glob("*.png"):
+        assert f"figures/{png.name}" in sources, png.name  # every sweep figure is in
+    lab = sweep_dir / "configs" / "z2_beta1" / "figures"
+    for png in lab.glob("*.png"):
+        assert f"configs/z2_beta1/figures/{png.name}" in sources, png.name
+    by_id = {t["id"]: t for t in page.tables}
+    for tid in ("table-experiments", "table-headline"):
+        _check_table(by_id[tid], sweep_dir / "experiments.csv")
+    _check_table(by_id["table-kl-per-dim"], sweep_dir / "kl_per_dim.csv")
+    claims = json.loads((sweep_dir / "claims.json").read_text())
+    text = target.read_text()
+    for c in claims["claims"]:
+        assert f'id="claim-{c["id"]}"' in text and c["verdict"] in text
+    recon = claims["claims"][0]["numbers"]["recon_by_beta_then_latent"]
+    grid = by_id["table-claim-0-0"]
+    assert grid["header"] == ["β", "2", "3"]
+    assert [float(x) for x in grid["rows"][0][1:]] == pytest.approx(
+        [recon["1"]["2"], recon["1"]["3"]], abs=0.006)
+    assert len(by_id["table-targets"]["rows"]) == len(claims["targets"])
+
+
+def test_run_report_has_configuration_loss_lab_figures_and_metrics(sweep_dir):
+    run = sweep_dir / "configs" / "z2_beta1"
+    page = _parse(build_report(run))
+    sources = _check_images(page, run)
+    assert {f"figures/{p.name}" for p in (run / "figures").glob("*.png")} == sources
+    by_id = {t["id"]: t for t in page.tables}
+    _check_table(by_id["table-loss"], run / "tables" / "loss.csv")
+    _check_table(by_id["table-probe"], run / "tables" / "probe.csv")
+    _check_table(by_id["table-latent_dims"], run / "tables" / "latent_dims.csv")
+    config = json.loads((run / "config.json").read_text())
+    settings = dict(by_id["table-config"]["rows"])
+    assert settings["latent_dim"] == "2" and settings["beta"] == format_value(config["beta"])
+    metrics = dict(by_id["table-metrics"]["rows"])
+    m = json.loads((run / "metrics.json").read_text())
+    assert float(metrics["held-out neg-ELBO at β = 1 (nats/image)"]) == pytest.approx(
+        m["neg_elbo"], abs=0.006)
+    assert any("BCE bound" in k for k in metrics) and not any("NLL" in k for k in metrics)
+
+
+def test_report_of_a_plain_run_folder_evaluates_it_first(tmp_path, mnist_dir):
+    from vae_core.pipeline import run_training
+
+    cfg = TrainConfig(epochs=1, train_limit=500, eval_limit=120, device="cpu", latent_dim=3)
+    run_training(cfg, tmp_path / "run", data_dir=mnist_dir, progress=False, log=lambda m: None)
+    assert main(["report", str(tmp_path / "run"), "--data-dir", str(mnist_dir), "-q",
+                 "--iw-k", "5", "--iw-images", "10"]) == 0
+    text = (tmp_path / "run" / "report.html").read_text()
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    page = _parse(text)
+    _check_images(page, tmp_path / "run")
+    assert "fig-interpolation" in text and "table-metrics" in text
+
+
+def test_report_user_errors(tmp_path, capsys):
+    with pytest.raises(RunDirError, match="neither a run"):
+        build_report(tmp_path)
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_format_value():
+    assert format_value(152.3456) == "152.35"
+    assert format_value(0.97123) == "0.9712"
+    assert format_value(0.5) == "0.5" and format_value(3) == "3" and format_value(True) == "yes"
+    assert format_value(float("nan")) == ""
