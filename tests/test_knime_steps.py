@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -238,3 +239,12 @@ def test_load_and_train_steps_on_a_small_subset(mnist_dir):
     assert out.loss["epoch"].tolist() == [1] and out.model.history[0]["epoch"] == 1
     assert logged[0].startswith("Training on 200 images") and "epoch 1/1" in logged[1]
     assert Path(str(mnist_dir)).is_dir()
+
+
+def test_vae_core_never_imports_knime():
+    """vae_core is a plain library: only nodes/ and tests/ may touch knime.scripting.io."""
+    pattern = re.compile(r"^\s*(import|from)\s+knime\b", re.M)
+    offenders = [p.name for p in (REPO / "vae_core").glob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
+    nodes = [p for p in (REPO / "nodes").glob("*.py") if pattern.search(p.read_text())]
+    assert len(nodes) == 5  # every new-style node script uses knio; the legacy one does not
