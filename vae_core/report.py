@@ -138,8 +138,8 @@ def table_html(df: pd.DataFrame, table_id: str, source: str | None = None,
             f'</thead><tbody>{"".join(rows)}</tbody></table></div>')
 
 
-def _kv_table(d: dict, table_id: str, source: str | None = None) -> str:
-    df = pd.DataFrame({"setting": list(d), "value": [format_value(v) if not isinstance(v, list)
+def _kv_table(d: dict, table_id: str, source: str | None = None, key: str = "setting") -> str:
+    df = pd.DataFrame({key: list(d), "value": [format_value(v) if not isinstance(v, list)
                                                      else ", ".join(map(format_value, v))
                                                      for v in d.values()]})
     df = df.astype("string")
@@ -192,11 +192,11 @@ def _metrics_section(run_dir: Path) -> list[str]:
     bound_name = m.get("iw_name", "importance-sampled bound")
     rows = {
         "held-out neg-ELBO at β = 1 (nats/image)": m["neg_elbo"],
-        "  reconstruction BCE": m["recon"], "  KL": m["kl"],
+        "of which reconstruction BCE": m["recon"], "of which KL": m["kl"],
         "BCE of the reconstruction from μ": m["recon_mean"],
         f"{bound_name} on {m['iw_images']} held-out images": m["iw_bound"],
-        "  its standard error": m["iw_sem"],
-        "  neg-ELBO on the same images": m["neg_elbo_iw_subset"],
+        "standard error of that bound (over images)": m["iw_sem"],
+        "neg-ELBO on the same images": m["neg_elbo_iw_subset"],
         "active units": f"{m['active_units']} of {m['latent_dim']}",
         "kNN (k = 5) accuracy of μ(x)": m["knn_vae"],
         f"kNN accuracy of PCA ({m['latent_dim']} dims)": m["knn_pca"],
@@ -205,7 +205,7 @@ def _metrics_section(run_dir: Path) -> list[str]:
         "interpolation roughness (smoothness proxy)": m["roughness"],
         "decoder gain (Lipschitz estimate)": m["decoder_gain"],
     }
-    body = ["<h2>Metrics</h2>", _kv_table(rows, "table-metrics", "metrics.json")]
+    body = ["<h2>Metrics</h2>", _kv_table(rows, "table-metrics", "metrics.json", key="metric")]
     for name, title in (("latent_dims", "Per latent dimension"), ("probe", "Latent probes")):
         path = run_dir / "tables" / f"{name}.csv"
         if path.is_file():
