@@ -442,3 +442,14 @@ def test_batch_main_runs_knime_and_returns_its_exit_code(tmp_path, capsys):
     assert code == 4 and "a node failed" in capsys.readouterr().err
     args = (tmp_path / "args").read_text()
     assert "-workflow.variable=epochs,3,int" in args and "-failonloaderror" in args
+
+
+def test_batch_shell_wrapper_dry_run():
+    import subprocess
+
+    proc = subprocess.run([str(REPO / "scripts" / "knime-batch"), "--dry-run", "--var",
+                           "epochs=2"], capture_output=True, text=True, timeout=120, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert "-application org.knime.product.KNIME_BATCH_APPLICATION" in proc.stderr
+    assert f"-workflowFile={OUT / 'VAE_MNIST.knwf'}" in proc.stderr
+    assert "-workflow.variable=epochs,2,int" in proc.stderr
