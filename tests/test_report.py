@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _small_sweep import small_sweep
 
 from vae_core.cli import main
 from vae_core.config import TrainConfig
 from vae_core.errors import RunDirError
 from vae_core.report import build_report, format_value
-from vae_core.sweep import run_sweep
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -104,12 +104,8 @@ def _check_table(table: dict, csv: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory, mnist_dir):
-    out = tmp_path_factory.mktemp("rep") / "sweep"
-    base = TrainConfig(epochs=1, train_limit=600, eval_limit=150, device="cpu")
-    run_sweep(out, base, latent_dims=[2, 3], betas=[1.0], data_dir=mnist_dir, iw_k=5,
-              iw_images=20, log=lambda m: None)
-    return out
+def sweep_dir(mnist_dir):
+    return small_sweep(mnist_dir)
 
 
 def test_sweep_report_embeds_every_figure_and_matches_the_csvs(sweep_dir, tmp_path):
@@ -132,7 +128,7 @@ def test_sweep_report_embeds_every_figure_and_matches_the_csvs(sweep_dir, tmp_pa
         assert f'id="claim-{c["id"]}"' in text and c["verdict"] in text
     recon = claims["claims"][0]["numbers"]["recon_by_beta_then_latent"]
     grid = by_id["table-claim-0-0"]
-    assert grid["header"] == ["β", "2", "3"]
+    assert grid["header"] == ["β", "2", "3"] and grid["rows"][0][0] == "1"
     assert [float(x) for x in grid["rows"][0][1:]] == pytest.approx(
         [recon["1"]["2"], recon["1"]["3"]], abs=0.006)
     assert len(by_id["table-targets"]["rows"]) == len(claims["targets"])

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+from _small_sweep import small_sweep
 
 from vae_core.cli import main
 from vae_core.config import TrainConfig
@@ -21,15 +22,9 @@ def base() -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def finished_sweep(tmp_path_factory, mnist_dir):
-    """A 2 × 2 sweep run through the CLI."""
-    out = tmp_path_factory.mktemp("sweep") / "s"
-    rc = main(["sweep", "--data-dir", str(mnist_dir), "-q", "--epochs", "1",
-               "--train-limit", "800", "--eval-limit", "200", "--device", "cpu",
-               "--latent-dims", "2", "3", "--betas", "1", "2", "--iw-k", "10",
-               "--iw-images", "40", "--out", str(out)])
-    assert rc == 0
-    return out
+def finished_sweep(mnist_dir):
+    """A 2 × 2 sweep run through the CLI (shared with test_report.py)."""
+    return small_sweep(mnist_dir)
 
 
 def test_sweep_writes_table_figures_and_claims(finished_sweep):
