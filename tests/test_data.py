@@ -1,6 +1,7 @@
 """MNIST sources, verification errors and splits."""
 
 import gzip
+import os
 import shutil
 import stat
 import subprocess
@@ -43,7 +44,8 @@ def test_gz_folder_is_verified_and_cached(gz_copy, tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_MNIST_HOME", str(tmp_path / "home"))
     root = prepare_mnist(gz_copy)
     assert root == tmp_path / "home"
-    assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(FILES)
+    raw = root / "MNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir() if not p.name.startswith(".")) == sorted(FILES)
 
 
 def test_torchvision_layout_is_used_in_place(raw_copy, tmp_path, monkeypatch):
@@ -179,3 +181,23 @@ def test_official_test_set_option(mnist_dir):
 def test_batch_larger_than_training_set(mnist_dir):
     with pytest.raises(ConfigError, match="larger than the training set"):
         load_mnist(TrainConfig(train_limit=100, batch_size=128), mnist_dir)
+
+
+def test_unchanged_gz_folder_is_not_decompressed_again(gz_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_MNIST_HOME", str(tmp_path / "home"))
+    prepare_mnist(gz_copy)
+    calls = []
+    real = data_mod._read_maybe_gz
+    monkeypatch.setattr(data_mod, "_read_maybe_gz", lambda p: calls.append(p) or real(p))
+    prepare_mnist(gz_copy)
+    assert calls == []
+    # a changed source is decompressed and verified again, and a damaged cache is caught
+    cached = tmp_path / "home" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    cached.write_bytes(cached.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(DataError, match="failed verification"):
+        prepare_mnist(gz_copy)
+    src = gz_copy / "t10k-labels-idx1-ubyte.gz"
+    src.write_bytes(src.read_bytes())  # new mtime: treated as a new source
+    os.utime(src, ns=(1, 1))
+    prepare_mnist(gz_copy)
+    assert calls == [src]

@@ -110,3 +110,13 @@ def test_fractional_values_above_one_are_refused():
     frame["pixel_0"] = 1.5
     with pytest.raises(TableError, match="not whole grey levels"):
         tables.images_from_table(frame)
+
+
+def test_labels_from_table():
+    assert tables.labels_from_table(pd.DataFrame({"a": [1, 2]})).tolist() == [-1, -1]
+    ok = pd.DataFrame({"label": [3, None, 7.0]})
+    assert tables.labels_from_table(ok).tolist() == [3, -1, 7]
+    with pytest.raises(TableError, match="row 1 holds .3.7."):
+        tables.labels_from_table(pd.DataFrame({"label": [1, 3.7]}))
+    with pytest.raises(TableError, match="whole digits"):
+        tables.labels_from_table(pd.DataFrame({"label": ["x", "2"]}))

@@ -146,8 +146,16 @@ def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.T
 
 
 def labels_from_table(df: pd.DataFrame) -> np.ndarray:
-    """Digit labels if the table has them (``label`` column), else -1 for every row."""
-    if "label" in df.columns:
-        values = pd.to_numeric(df["label"], errors="coerce").fillna(-1)
-        return values.to_numpy().astype(np.int64)
-    return np.full(len(df), -1, dtype=np.int64)
+    """Digit labels if the table has them (``label`` column), else -1 for every row.
+
+    Missing labels become -1; a label that is not a whole number is an error, not truncated.
+    """
+    if "label" not in df.columns:
+        return np.full(len(df), -1, dtype=np.int64)
+    values = pd.to_numeric(df["label"], errors="coerce").astype("float64")
+    bad = df["label"].notna().to_numpy() & ~np.isclose(values.fillna(0.5) % 1, 0)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise TableError(f"Column 'label' must hold whole digits; row {first} holds "
+                         f"{str(df['label'].iloc[first])!r}. Fix the column or remove it.")
+    return values.fillna(-1).to_numpy().astype(np.int64)
