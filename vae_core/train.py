@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from .config import TrainConfig
 from .data import MNISTData
 from .errors import CheckpointError, ConfigError, TrainingError
 from .evaluate import loss_per_image
-from .fast_step import train_step
+from .fast_step import NAMES, copy_member, group_step, stack_models
 from .model import VAE
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_recon", "train_kl",
@@ -55,80 +55,158 @@ def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None
           resume: bool = False, progress: bool = True,
           on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a VAE; save a checkpoint after every epoch; return the model and loss history."""
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)  # parameter initialisation
-    model = VAE(config.latent_dim, config.hidden_dim).to(device)
-    # fused Adam: one kernel for all parameters instead of a Python loop (measured faster on CPU)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=True)
-    shuffle_gen = torch.Generator().manual_seed(config.seed)
-    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    history: list[dict] = []
+    return train_many([config], data, checkpoints=[checkpoint], resume=resume,
+                      progress=progress, on_epoch=on_epoch)[0]
 
+
+def train_many(configs: Sequence[TrainConfig], data: MNISTData, *,
+               checkpoints: Sequence[str | Path | None] | None = None, resume: bool = False,
+               progress: bool = True, on_epoch: Callable[[dict], None] | None = None
+               ) -> list[TrainResult]:
+    """Train several VAEs that differ only in β together, each batch shared by all of them.
+
+    Each model gets what a single run with its config gets: the same initial weights, batch
+    order and noise (own generator), so results match single runs up to float rounding, at
+    a fraction of the cost. Each model has its own checkpoint, readable by ``train``.
+    ``seconds`` in the history is the group's epoch time divided by the number of models.
+    """
+    configs = list(configs)
+    checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(configs)
+    first = configs[0]
+    if any(_group_key(c) != _group_key(first) for c in configs):
+        raise ValueError("train_many trains models that differ only in beta")
+    G = len(configs)
+    device = resolve_device(first.device)
+    models = []
+    for c in configs:
+        torch.manual_seed(c.seed)  # parameter initialisation, as in a single run
+        models.append(VAE(c.latent_dim, c.hidden_dim))
+    params = {n: t.to(device) for n, t in stack_models(models).items()}
+    models = [m.to(device) for m in models]
+    # fused Adam: one kernel for all parameters instead of a Python loop (measured faster on CPU)
+    optimizer = torch.optim.Adam(list(params.values()), lr=first.learning_rate, fused=True)
+    shuffle_gen = torch.Generator().manual_seed(first.seed)
+    noise_gens = [torch.Generator(device=device).manual_seed(c.seed + 1) for c in configs]
+    betas = torch.tensor([c.beta for c in configs], device=device)
+    histories: list[list[dict]] = [[] for _ in configs]
     if resume:
-        if checkpoint is None or not Path(checkpoint).is_file():
-            raise CheckpointError(f"Nothing to resume: no checkpoint at {checkpoint}. Start the "
-                                  "run without --resume.")
-        state = load_checkpoint(checkpoint)
-        _check_resumable(config_of(state, checkpoint), config, checkpoint)
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            shuffle_gen.set_state(state["rng"]["shuffle"])
-            noise_gen.set_state(state["rng"]["noise"].to("cpu"))
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"Checkpoint {checkpoint} cannot be resumed "
-                                  f"({str(exc).splitlines()[0]}).") from None
-        hist = state["history"]
-        history = [dict(zip(hist, row, strict=True)) for row in zip(*hist.values(), strict=True)]
+        histories = _resume(configs, checkpoints, params, optimizer, shuffle_gen, noise_gens)
 
     train_x = data.train.images.to(device)
     eval_x = data.eval.images.to(device)
     n = train_x.shape[0]
-    start_epoch = len(history) + 1
-    bar = _progress(config.epochs, start_epoch - 1, progress)
+    start_epoch = len(histories[0]) + 1
+    bar = _progress(first.epochs, start_epoch - 1, progress, G)
     try:
-        for epoch in range(start_epoch, config.epochs + 1):
+        for epoch in range(start_epoch, first.epochs + 1):
             started = time.perf_counter()
-            model.train()
-            sums = torch.zeros(3, device=device)
+            sums = torch.zeros(G, 3, device=device)
             order = torch.randperm(n, generator=shuffle_gen).to(device)
             # dynamic binarization: a fresh Bernoulli draw per batch, seeded per epoch (resumable)
-            bin_gen = (torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + epoch)
-                       if config.binarize else None)
-            for batch_idx in order.split(config.batch_size):
+            bin_gen = (torch.Generator(device=device).manual_seed(first.seed * 1_000_003 + epoch)
+                       if first.binarize else None)
+            for batch_idx in order.split(first.batch_size):
                 x = train_x.index_select(0, batch_idx)
                 if bin_gen is not None:
                     x = torch.bernoulli(x, generator=bin_gen)
-                sums += train_step(model, x, config.beta, noise_gen)  # sets every p.grad
+                sums += group_step(params, x, betas, noise_gens)  # sets every .grad
                 optimizer.step()
-            train_loss, train_recon, train_kl = (sums / n).tolist()
-            if not math.isfinite(train_loss):
-                kept = " The checkpoint of the last good epoch is kept." if checkpoint else ""
-                raise TrainingError(
-                    f"The training loss became {train_loss} in epoch {epoch}: training diverged. "
-                    f"Lower the learning rate (now {config.learning_rate}).{kept}")
-            held = loss_per_image(model, eval_x, config.beta,
-                                  eval_generator(config.seed, epoch, device))
-            row = {"epoch": epoch, "train_loss": train_loss, "train_recon": train_recon,
-                   "train_kl": train_kl, "test_loss": held["loss"], "test_recon": held["recon"],
-                   "test_kl": held["kl"], "seconds": time.perf_counter() - started}
-            history.append(row)
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, {
-                    "config": config.to_dict(), "epoch": epoch,
-                    "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "optimizer": _to_cpu(optimizer.state_dict()),
-                    "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state()},
-                    "history": {c: [r[c] for r in history] for c in HISTORY_COLUMNS},
-                })
-            if on_epoch is not None:
+            means = (sums / n).tolist()
+            for g, (c, (train_loss, _, _)) in enumerate(zip(configs, means, strict=True)):
+                if not math.isfinite(train_loss):
+                    kept = (" The checkpoint of the last good epoch is kept."
+                            if checkpoints[g] else "")
+                    which = f" (model with beta={c.beta:g})" if G > 1 else ""
+                    raise TrainingError(
+                        f"The training loss became {train_loss} in epoch {epoch}{which}: training "
+                        f"diverged. Lower the learning rate (now {c.learning_rate}).{kept}")
+            rows = []
+            for g, c in enumerate(configs):
+                copy_member(params, g, models[g])
+                held = loss_per_image(models[g], eval_x, c.beta,
+                                      eval_generator(c.seed, epoch, device))
+                rows.append({"epoch": epoch, "train_loss": means[g][0],
+                             "train_recon": means[g][1], "train_kl": means[g][2],
+                             "test_loss": held["loss"], "test_recon": held["recon"],
+                             "test_kl": held["kl"]})
+            seconds = (time.perf_counter() - started) / G
+            for g, row in enumerate(rows):
+                row["seconds"] = seconds
+                histories[g].append(row)
+                if checkpoints[g] is not None:
+                    save_checkpoint(checkpoints[g], _member_state(
+                        configs[g], g, epoch, params, optimizer, shuffle_gen, noise_gens[g],
+                        histories[g]))
+            for row in rows if on_epoch is not None else ():
                 on_epoch(row)
-            bar.set_postfix(train=f"{train_loss:.2f}", test=f"{held['loss']:.2f}")
+            bar.set_postfix(train=f"{rows[0]['train_loss']:.2f}",
+                            test=f"{rows[0]['test_loss']:.2f}")
             bar.update(1)
     finally:
         bar.close()
-    model.eval()
-    return TrainResult(model=model, config=config, history=history)
+    results = []
+    for g, c in enumerate(configs):
+        model = copy_member(params, g, models[g]).eval()
+        results.append(TrainResult(model=model, config=c, history=histories[g]))
+    return results
+
+
+def _group_key(config: TrainConfig) -> dict:
+    return {k: v for k, v in config.to_dict().items() if k != "beta"}
+
+
+def _member_state(config: TrainConfig, g: int, epoch: int, params: dict, optimizer,
+                  shuffle_gen: torch.Generator, noise_gen: torch.Generator,
+                  history: list[dict]) -> dict:
+    """What ``train`` checkpoints for model ``g`` of a group (slices cloned: no shared storage)."""
+    opt = optimizer.state_dict()
+    state = {i: {k: (v[g].detach().cpu().clone() if k != "step" else v.detach().cpu().clone())
+                 for k, v in st.items()} for i, st in opt["state"].items()}
+    return {
+        "config": config.to_dict(), "epoch": epoch,
+        "model": {n: params[n][g].detach().cpu().clone() for n in NAMES},
+        "optimizer": {"state": state, "param_groups": opt["param_groups"]},
+        "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state()},
+        "history": {c: [r[c] for r in history] for c in HISTORY_COLUMNS},
+    }
+
+
+def _resume(configs, checkpoints, params, optimizer, shuffle_gen, noise_gens) -> list[list[dict]]:
+    """Load every member's checkpoint into the stacked state; return the histories."""
+    states = []
+    for c, path in zip(configs, checkpoints, strict=True):
+        if path is None or not Path(path).is_file():
+            raise CheckpointError(f"Nothing to resume: no checkpoint at {path}. Start the "
+                                  "run without --resume.")
+        state = load_checkpoint(path)
+        _check_resumable(config_of(state, path), c, path)
+        states.append(state)
+    if len({s["epoch"] for s in states}) > 1:
+        raise CheckpointError("The checkpoints of this group stopped at different epochs "
+                              f"({', '.join(str(p) for p in checkpoints)}); resume them one by "
+                              "one.")
+    path = checkpoints[0]
+    try:
+        for n in NAMES:
+            params[n].copy_(torch.stack([s["model"][n] for s in states]))
+        opts = [s["optimizer"] for s in states]
+        optimizer.load_state_dict({
+            "state": {i: {k: (torch.stack([o["state"][i][k] for o in opts]) if k != "step"
+                              else v) for k, v in st.items()}
+                      for i, st in opts[0]["state"].items()},
+            "param_groups": opts[0]["param_groups"]})
+        shuffle_gen.set_state(states[0]["rng"]["shuffle"])
+        for gen, s in zip(noise_gens, states, strict=True):
+            gen.set_state(s["rng"]["noise"].to("cpu"))
+        histories = []
+        for s in states:
+            hist = s["history"]
+            histories.append([dict(zip(hist, row, strict=True))
+                              for row in zip(*hist.values(), strict=True)])
+    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
+        raise CheckpointError(f"Checkpoint {path} cannot be resumed "
+                              f"({str(exc).splitlines()[0]}).") from None
+    return histories
 
 
 def _check_resumable(saved: TrainConfig, wanted: TrainConfig, path) -> None:
@@ -139,18 +217,9 @@ def _check_resumable(saved: TrainConfig, wanted: TrainConfig, path) -> None:
                               + "; ".join(diffs) + "). Use the same settings, or a new run folder.")
 
 
-def _to_cpu(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj
-
-
-def _progress(total: int, initial: int, enabled: bool):
+def _progress(total: int, initial: int, enabled: bool, models: int = 1):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="epochs", unit="epoch", disable=not enabled,
+    desc = "epochs" if models == 1 else f"epochs ({models} models)"
+    return tqdm(total=total, initial=initial, desc=desc, unit="epoch", disable=not enabled,
                 leave=False)
