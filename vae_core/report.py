@@ -43,7 +43,9 @@ SWEEP_FIGURES = [
                    "against β."),
     ("kl_per_dim", "KL per latent dimension, sorted; dimensions near 0 nats are unused "
                    "(inactive)."),
-    ("interpolations", "The same two held-out images interpolated by every model."),
+    ("interpolations", "The same two held-out images (the first 2 and the first 7 of the "
+                       "held-out split) interpolated by every model, along the straight line "
+                       "between their latent means."),
     ("loss_curves", "Held-out loss during training (β-weighted, as trained)."),
 ]
 HEADLINE_COLUMNS = ["config", "latent_dim", "beta", "neg_elbo", "recon", "kl", "iw_bound",
@@ -93,6 +95,7 @@ font-size:.9em}
 dl.glossary dt{font-weight:600;font-family:monospace}dl.glossary dd{margin:0 0 .5em 1.2em}
 details summary{cursor:pointer;color:#0b5cad}
 .tcap{font-size:.85em;color:#444;margin:.8em 0 .2em}
+#table-targets td{white-space:normal;max-width:640px}
 """
 
 
@@ -267,7 +270,10 @@ def _claims_section(claims: dict) -> list[str]:
                       {z: v["roughness_by_beta"] for z, v in nums.items()}, "z"),
                      ("BCE of the reconstruction from μ (higher = less detail), rows latent "
                       "size, columns β", {z: v["recon_from_mu_by_beta"] for z, v in nums.items()},
-                      "z")]
+                      "z"),
+                     ("decoder gain, a Lipschitz estimate (reference only, not deciding), rows "
+                      "latent size, columns β",
+                      {z: v["decoder_gain_by_beta"] for z, v in nums.items()}, "z")]
         tables = []
         for j, (cap, grid, corner) in enumerate(grids):
             df = pd.DataFrame(grid).T

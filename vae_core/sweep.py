@@ -443,18 +443,35 @@ def judge_claims(exp: pd.DataFrame) -> dict:
     lo, hi = betas[0], betas[-1]
     rows3 = {}
     n_both = 0
+    not_smoother, not_less_detail = [], []
     for z in latents:
         r = [val(z, b, "roughness") for b in betas]
         d = [val(z, b, "recon_mean") for b in betas]
+        gain = [val(z, b, "decoder_gain") for b in betas]
         smoother = r[-1] < r[0]
         less_detail = d[-1] > d[0]
         n_both += smoother and less_detail
+        if not smoother:
+            not_smoother.append(f"z = {z} ({r[0]:.3f} → {r[-1]:.3f})")
+        if not less_detail:
+            not_less_detail.append(f"z = {z}")
         rows3[str(z)] = {
             "roughness_by_beta": {f"{b:g}": round(v, 3) for b, v in zip(betas, r, strict=True)},
             "recon_from_mu_by_beta": {f"{b:g}": round(v, 2)
                                       for b, v in zip(betas, d, strict=True)},
+            "decoder_gain_by_beta": {f"{b:g}": round(v, 3)
+                                     for b, v in zip(betas, gain, strict=True)},
             "spearman_beta_roughness": round(_spearman(betas, r), 3),
             "smoother_at_high_beta": smoother, "less_detail_at_high_beta": less_detail}
+    notes3 = []
+    if not_smoother:
+        notes3.append(f"roughness does not fall from β = {lo:g} to β = {hi:g} at "
+                      + ", ".join(not_smoother))
+    if not_less_detail:
+        notes3.append("reconstruction from μ does not get worse with β at "
+                      + ", ".join(not_less_detail))
+    notes3.append("decoder gain (a Lipschitz estimate, shown for reference, not deciding) is in "
+                  "the numbers")
     claims.append({
         "id": "beta_smoothness",
         "claim": "Higher β enforces smoother latent spaces but reduces detail.",
@@ -465,7 +482,7 @@ def judge_claims(exp: pd.DataFrame) -> dict:
                     f"β = {hi:g} with β = {lo:g} at each latent size"),
         "verdict": "not tested" if len(betas) < 2 else _verdict(n_both, len(latents)),
         "numbers": rows3,
-        "note": "",
+        "note": "; ".join(notes3),
     })
     # targets of the issue (lab setup, β = 1)
     targets = []
@@ -504,6 +521,8 @@ def claims_markdown(claims: dict) -> str:
                               "z \\ β", "interpolation roughness")
             lines += _md_grid({z: v["recon_from_mu_by_beta"] for z, v in c["numbers"].items()},
                               "z \\ β", "BCE of the reconstruction from μ")
+            lines += _md_grid({z: v["decoder_gain_by_beta"] for z, v in c["numbers"].items()},
+                              "z \\ β", "decoder gain (reference only)")
         if c.get("note"):
             lines += [f"Note: {c['note']}.", ""]
     lines += ["## Targets", "", "| target | value | met |", "|---|---|---|"]
