@@ -404,7 +404,7 @@ def judge_claims(exp: pd.DataFrame) -> dict:
 
     def val(z, b, col):
         row = exp[(exp["latent_dim"] == z) & (exp["beta"] == b)]
-        return float(row[col].iloc[0]) if len(row) else float("nan")
+        return float(row[col].iloc[0]) if len(row) and col in row else float("nan")
 
     # claim 1: larger latent → better reconstruction
     per_beta = {f"{b:g}": {str(z): round(val(z, b, "recon"), 2) for z in latents} for b in betas}
