@@ -227,14 +227,16 @@ def run_report(run_dir: Path) -> str:
     if summary:
         keep = {k: v for k, v in summary.items() if not isinstance(v, dict)}
         body += ["<h3>Run summary</h3>", _kv_table(keep, "table-summary", "summary.json")]
-    if (run_dir / "tables" / "loss.csv").is_file():
+    loss = next((p for p in (run_dir / "tables" / "loss.csv", run_dir / "tables" / "loss.parquet")
+                 if p.is_file()), None)  # `vae-mnist run --format parquet` writes Parquet
+    if loss is not None:
         body += ["<h2>Loss curves</h2>"]
         if (run_dir / "figures" / "loss.png").is_file():
             body.append(figure_html(run_dir / "figures" / "loss.png", "loss",
                                     dict(LAB_FIGURES)["loss"], "figures/loss.png"))
         body.append("<details><summary>Loss per epoch (table)</summary>"
-                    + table_html(read_table(run_dir / "tables" / "loss.csv"), "table-loss",
-                                 "tables/loss.csv") + "</details>")
+                    + table_html(read_table(loss), "table-loss", f"tables/{loss.name}")
+                    + "</details>")
     figs = [f for f in _lab_figures(run_dir) if 'id="fig-loss"' not in f]
     if figs:
         body += ["<h2>The lab's figures</h2>", *figs]
