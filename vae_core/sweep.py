@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from . import eval_plots, evaluate, plots, tables
+from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import MNISTData, load_mnist
 from .errors import CheckpointError, ConfigError, RunDirError
@@ -40,7 +41,7 @@ from .pipeline import (
     write_results,
     write_table,
 )
-from .train import train
+from .train import TrainResult, train_many
 
 DEFAULT_LATENTS = (2, 5, 10, 20)
 DEFAULT_BETAS = (0.5, 1.0, 2.0, 4.0)
@@ -242,21 +243,28 @@ def run_sweep(out_dir: str | Path, base: TrainConfig | None = None, *,
         atomic_write_text(out_dir / SWEEP_FILE, json.dumps(spec, indent=2) + "\n")
         data: MNISTData | None = None
         pcas: dict = {}
-        for i, config in enumerate(configs, 1):
+        todo: dict[int, list[int]] = {}  # latent size -> unfinished configs (trained together)
+        for i, config in enumerate(configs):
             name = config_name(config)
-            cfg_dir = out_dir / "configs" / name
-            if _finished(cfg_dir, config) is not None:
+            if _finished(out_dir / "configs" / name, config) is not None:
                 result.reused.append(name)
-                log(f"[{i}/{len(configs)}] {name}: finished earlier, kept")
-                continue
+                log(f"[{i + 1}/{len(configs)}] {name}: finished earlier, kept")
+            else:
+                todo.setdefault(config.latent_dim, []).append(i)
+        for members in todo.values():
             if data is None:
                 data = load_mnist(base, data_dir, log=log)
-            _train_one(config, data, cfg_dir, iw_k, iw_images, pcas, progress, log,
-                       f"[{i}/{len(configs)}] {name}", lab_outputs)
-            result.trained.append(name)
-            _write_tables(out_dir, configs)
-            if on_config_done is not None:
-                on_config_done(name)
+            group = [configs[i] for i in members]
+            dirs = [out_dir / "configs" / config_name(c) for c in group]
+            tags = [f"[{i + 1}/{len(configs)}] {config_name(configs[i])}" for i in members]
+            trained = _train_group(group, data, dirs, progress, log, tags)
+            for config, res, cfg_dir, tag in zip(group, trained, dirs, tags, strict=True):
+                _finish_one(config, res, data, cfg_dir, iw_k, iw_images, pcas, log, tag,
+                            lab_outputs)
+                result.trained.append(config_name(config))
+                _write_tables(out_dir, configs)
+                if on_config_done is not None:
+                    on_config_done(config_name(config))
         exp = _write_tables(out_dir, configs)
         result.experiments = exp
         result.claims = judge_claims(exp)
@@ -266,20 +274,45 @@ def run_sweep(out_dir: str | Path, base: TrainConfig | None = None, *,
     return result
 
 
-def _train_one(config: TrainConfig, data: MNISTData, cfg_dir: Path, iw_k: int, iw_images: int,
-               pcas: dict, progress: bool, log: Callable[[str], None], tag: str,
-               lab_outputs: bool = True) -> None:
-    cfg_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = cfg_dir / CHECKPOINT
-    resume = ckpt.is_file()
-    atomic_write_text(cfg_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-    log(f"{tag}: {'continuing from its checkpoint' if resume else 'training'} "
-        f"({config.epochs} epochs) ...")
-    try:
-        res = train(config, data, checkpoint=ckpt, resume=resume, progress=progress)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{exc} (sweep configuration {cfg_dir}: delete that folder to "
-                              "train this configuration again)") from None
+def _train_group(configs: Sequence[TrainConfig], data: MNISTData, dirs: Sequence[Path],
+                 progress: bool, log: Callable[[str], None], tags: Sequence[str]
+                 ) -> list[TrainResult]:
+    """Train configurations that differ only in β together (``train_many``): one batched step
+    serves them all. Members with a checkpoint (an interrupted sweep) continue from it."""
+    ckpts = [d / CHECKPOINT for d in dirs]
+    for config, cfg_dir, tag in zip(configs, dirs, tags, strict=True):
+        cfg_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cfg_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+        how = "continuing from its checkpoint" if (cfg_dir / CHECKPOINT).is_file() else "training"
+        log(f"{tag}: {how} ({config.epochs} epochs, with the other β of this latent size) ...")
+    fresh = [i for i, c in enumerate(ckpts) if not c.is_file()]
+    partial = [i for i, c in enumerate(ckpts) if c.is_file()]
+    batches = [(fresh, False)] if fresh else []
+    if partial:
+        try:
+            same_epoch = len({load_checkpoint(ckpts[i])["epoch"] for i in partial}) == 1
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc} (sweep configuration folder: delete it to train that "
+                                  "configuration again)") from None
+        batches += [(partial, True)] if same_epoch else [([i], True) for i in partial]
+    results: dict[int, TrainResult] = {}
+    for idx, resume in batches:
+        try:
+            trained = train_many([configs[i] for i in idx], data,
+                                 checkpoints=[ckpts[i] for i in idx], resume=resume,
+                                 progress=progress)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc} (sweep configurations "
+                                  f"{', '.join(str(dirs[i]) for i in idx)}: delete a folder to "
+                                  "train that configuration again)") from None
+        results.update(zip(idx, trained, strict=True))
+    return [results[i] for i in range(len(configs))]
+
+
+def _finish_one(config: TrainConfig, res: TrainResult, data: MNISTData, cfg_dir: Path,
+                iw_k: int, iw_images: int, pcas: dict, log: Callable[[str], None], tag: str,
+                lab_outputs: bool = True) -> None:
+    """Write a trained configuration's tables, figures and metrics; metrics.json marks it done."""
     train_seconds = float(sum(r["seconds"] for r in res.history))
     if lab_outputs:
         out = write_results(lab_results(res.model, config, data, res.history), res.model, cfg_dir)
