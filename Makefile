@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Tests and CI read MNIST from ../shared/mnist unless VAE_MNIST_DIR says otherwise.
 TEST_MNIST_DIR ?= $(abspath ../shared/mnist)
 
-.PHONY: demo test lint unit check-workflow workflow bench clean
+.PHONY: demo test lint unit check-workflow workflow bench experiments clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,3 +36,8 @@ bench: $(VENV)/.installed
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
+
+# The lab's experiments: latent {2,5,10,20} x beta {0.5,1,2,4}, 30 epochs, claims + HTML report.
+experiments: $(VENV)/.installed
+	$(VENV)/bin/vae-mnist sweep --out runs/sweep
+	$(VENV)/bin/vae-mnist report runs/sweep

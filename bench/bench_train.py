@@ -109,9 +109,10 @@ def run_lab_loop(root: Path, epochs: int, seed: int, limit: int | None = None) -
 
 
 # ----------------------------------------------------------------------------- (b) vae_core
-def run_core(root: Path, epochs: int, seed: int, limit: int | None = None, lk_k: int = 1000
-             ) -> dict:
-    cfg = TrainConfig(epochs=epochs, seed=seed, device="cpu", train_limit=limit, eval_limit=limit)
+def run_core(root: Path, epochs: int, seed: int, limit: int | None = None, lk_k: int = 1000,
+             device: str = "cpu") -> dict:
+    cfg = TrainConfig(epochs=epochs, seed=seed, device=device, train_limit=limit,
+                      eval_limit=limit)
     data = load_mnist(cfg, root)
     result = train(cfg, data, progress=False)
     times = [row["seconds"] for row in result.history]
@@ -176,6 +177,8 @@ def main() -> None:
     p.add_argument("--skip-cli", action="store_true", help="skip timing the whole `vae-mnist run`")
     p.add_argument("--limit", type=int, help="use only N train and N held-out images (smoke test)")
     p.add_argument("--lk-k", type=int, default=1000, help="importance samples for timing L_k")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="device for (b); (a) and (c) always run on the CPU")
     p.add_argument("--markdown", help="append a results section to this file")
     args = p.parse_args()
 
@@ -184,7 +187,8 @@ def main() -> None:
                  "cores": os.cpu_count(), "torch": torch.__version__,
                  "cpu": platform.processor() or platform.machine()}
     res["gemm"] = run_gemm_floor()
-    res["core"] = run_core(root, args.epochs, args.seed, args.limit, args.lk_k)
+    res["core"] = run_core(root, args.epochs, args.seed, args.limit, args.lk_k, args.device)
+    res["device"] = args.device if args.device == "cpu" else torch.cuda.get_device_name(0)
     if not args.skip_lab:
         res["lab"] = run_lab_loop(root, args.epochs, args.seed, args.limit)
         res["lab_over_core"] = res["lab"]["s_per_epoch"] / res["core"]["s_per_epoch"]
@@ -201,7 +205,8 @@ def markdown(r: dict, command: str) -> str:
     core, gemm = r["core"], r["gemm"]
     lines = [f"\n### Run of {time.strftime('%Y-%m-%d %H:%M')} — `{command}`\n",
              f"Machine: {r['cores']} cores ({r['cpu']}), torch {r['torch']}, "
-             f"{r['threads']} threads, {r['epochs']} epochs, z = 2, batch 128.\n",
+             f"{r['threads']} threads, {r['epochs']} epochs, z = 2, batch 128, (b) on "
+             f"{r['device']}.\n",
              "| measure | value |", "|---|---|",
              f"| (c) GEMM floor | {gemm['s_per_epoch']:.3f} s/epoch |",
              f"| (b) vae_core training (train + held-out pass) | {core['s_per_epoch']:.3f} s/epoch |",

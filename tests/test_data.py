@@ -201,3 +201,36 @@ def test_unchanged_gz_folder_is_not_decompressed_again(gz_copy, tmp_path, monkey
     os.utime(src, ns=(1, 1))
     prepare_mnist(gz_copy)
     assert calls == [src]
+
+
+def test_image_and_label_counts_differ(raw_copy):
+    labels = raw_copy / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    blob = labels.read_bytes()
+    # a well-formed labels file with one label too few
+    labels.write_bytes(blob[:4] + (9999).to_bytes(4, "big") + blob[8:-1])
+    with pytest.raises(DataError, match="holds 9999 labels.*counts differ") as err:
+        prepare_mnist(raw_copy)
+    assert "fetch-data --force" in str(err.value)
+
+
+def test_force_replaces_a_damaged_cached_copy(gz_copy, tmp_path, monkeypatch):
+    """A damaged cache stops every run; `fetch-data --force` fetches a verified copy over it."""
+    monkeypatch.delenv("VAE_MNIST_DIR", raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("VAE_MNIST_HOME", str(home))
+    prepare_mnist(gz_copy)  # fills the cache from a folder
+    cached = home / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    cached.write_bytes(cached.read_bytes()[:-1] + b"\x07")
+    with pytest.raises(DataError, match="failed verification"):
+        prepare_mnist()
+    assert cached.read_bytes()[-1:] == b"\x07"  # never silently replaced
+
+    def fake_download(staging):  # stands in for torchvision's download
+        raw = staging / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        for name in FILES:
+            shutil.copy(gz_copy / f"{name}.gz", raw / f"{name}.gz")
+
+    monkeypatch.setattr(data_mod, "_try_torchvision_download", fake_download)
+    assert prepare_mnist(force=True) == home
+    assert prepare_mnist() == home  # verified again, now good

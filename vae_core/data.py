@@ -39,6 +39,7 @@ SHA256 = {
 }
 FILES = tuple(SHA256)
 IDX_MAGIC = {"images": 2051, "labels": 2049}
+COUNTS = {"train": 60_000, "t10k": 10_000}
 FIX_HINT = ("Run `vae-mnist fetch-data --force` to replace it with a verified copy, or delete it "
             "and place the original file there.")
 
@@ -75,6 +76,12 @@ def _check_header(name: str, data: bytes, where: Path) -> None:
     if actual_magic != expected_magic:
         raise DataError(f"{where} has IDX magic number {actual_magic}, expected {expected_magic} "
                         f"for MNIST {kind}. {FIX_HINT}")
+    count = COUNTS[name.split("-")[0]]
+    if arr.shape[0] != count or (kind == "images" and arr.shape[1:] != (28, 28)):
+        other = "labels" if kind == "images" else "images"
+        raise DataError(f"{where} holds {arr.shape[0]} {kind} of shape {tuple(arr.shape[1:])}, "
+                        f"but MNIST's {name.split('-')[0]} set has {count} {other} and {kind} "
+                        f"(28x28 images): the image and label counts differ. {FIX_HINT}")
 
 
 def _read_maybe_gz(path: Path) -> bytes:
