@@ -248,3 +248,19 @@ def test_vae_core_never_imports_knime():
     assert offenders == []
     nodes = [p for p in (REPO / "nodes").glob("*.py") if pattern.search(p.read_text())]
     assert len(nodes) == 5  # every new-style node script uses knio; the legacy one does not
+
+
+def test_decode_step_and_latent_size_mismatch(trained, images_df):
+    from vae_core.steps import decode_step
+
+    latent = encode_step(trained, images_df, PARAMS).table  # z1..z3 from this model
+    out = decode_step(trained, latent, PARAMS)
+    assert len(out.table) == len(latent) and out.png.startswith(b"\x89PNG")
+    np.testing.assert_allclose(out.table[["z1", "z2", "z3"]].to_numpy(),
+                               latent[["z1", "z2", "z3"]].to_numpy(), rtol=1e-6)
+    with pytest.raises(TableError, match="latent size 3.*z columns: z1, z2$|latent size 3"):
+        decode_step(trained, latent.drop(columns="z3"), PARAMS)
+    with pytest.raises(TableError, match="z columns: z1, z2, z3, z4"):
+        decode_step(trained, latent.assign(z4=0.0), PARAMS)
+    with pytest.raises(TableError, match="missing or non-finite"):
+        decode_step(trained, latent.assign(z2=np.nan), PARAMS)

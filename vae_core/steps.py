@@ -130,6 +130,16 @@ def generate_step(model: Any, params: NodeParams, n: int = 64) -> TableAndImage:
     return TableAndImage(generated, plots.figure_png(plots.generated_figure(images)))
 
 
+def decode_step(model: Any, table: pd.DataFrame, params: NodeParams) -> TableAndImage:
+    """Decode the latent points z1..zk of a table (e.g. edited Encode output, a grid you made)."""
+    vae, _ = _model(model, params)
+    z = tables.latents_from_table(table, vae.latent_dim)
+    with torch.no_grad():
+        images = vae.decode(z.to(next(vae.parameters()).device)).cpu()
+    return TableAndImage(tables.generated_table(z, images),
+                         plots.figure_png(plots.generated_figure(images[:256])))
+
+
 # ----------------------------------------------------------------------------- helpers
 def _model(obj: Any, params: NodeParams) -> tuple[VAE, int]:
     """The torch model on the configured device, and the seed it was trained with."""

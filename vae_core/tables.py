@@ -145,6 +145,33 @@ def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.T
     return torch.from_numpy(arr.astype(np.float32))
 
 
+def latents_from_table(df: pd.DataFrame, latent_dim: int, *, what: str = "input table"
+                       ) -> torch.Tensor:
+    """Columns z1..zk of a table as a float32 tensor [N, k] for a model with k = ``latent_dim``.
+
+    The table's z columns must be exactly z1..zk: a table encoded by a model of another latent
+    size is refused, not silently cut or padded.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TableError(f"The {what} must be a table (pandas DataFrame), got {type(df).__name__}.")
+    found = sorted((c for c in df.columns if c[:1] == "z" and c[1:].isdigit()),
+                   key=lambda c: int(c[1:]))
+    if found != z_columns(latent_dim):
+        have = ", ".join(found) if found else "none"
+        raise TableError(f"The model has latent size {latent_dim} (columns "
+                         f"{', '.join(z_columns(latent_dim))}), but the {what} has z columns: "
+                         f"{have}. Use a table made for this model, e.g. by its Encode node.")
+    if len(df) == 0:
+        raise TableError(f"The {what} is empty: it has no latent points to decode.")
+    block = df[found]
+    if not all(pd.api.types.is_numeric_dtype(block[c]) for c in found):
+        raise TableError(f"The z columns of the {what} must be numeric.")
+    arr = block.to_numpy(dtype=np.float64, na_value=np.nan)
+    if not np.isfinite(arr).all():
+        raise TableError(f"The {what} has missing or non-finite z values. Remove or fill them.")
+    return torch.from_numpy(arr.astype(np.float32))
+
+
 def labels_from_table(df: pd.DataFrame) -> np.ndarray:
     """Digit labels if the table has them (``label`` column), else -1 for every row.
 
