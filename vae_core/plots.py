@@ -100,7 +100,7 @@ def manifold_figure(images: torch.Tensor, z: torch.Tensor, n: int) -> Figure:
     grid = _grid(images, n, padding=0)
     z = torch.as_tensor(z).reshape(n, n, 2)
     fig, ax = plt.subplots(figsize=(8, 8))
-    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, extent=(0, n, 0, n))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, extent=(0, n, 0, n), interpolation="nearest")
     ticks = list(range(0, n, max(1, n // 5)))
     ax.set_xticks([t + 0.5 for t in ticks], [f"{float(z[0, t, 0]):.2f}" for t in ticks])
     ax.set_yticks([n - t - 0.5 for t in ticks], [f"{float(z[t, 0, 1]):.2f}" for t in ticks])
