@@ -96,6 +96,8 @@ def train_many(configs: Sequence[TrainConfig], data: MNISTData, *,
     eval_x = data.eval.images.to(device)
     n = train_x.shape[0]
     start_epoch = len(histories[0]) + 1
+    # stop at the first non-finite step loss; on a GPU only once per epoch (no sync per step)
+    per_step_check = device.type == "cpu"
     bar = _progress(first.epochs, start_epoch - 1, progress, G)
     try:
         for epoch in range(start_epoch, first.epochs + 1):
@@ -109,17 +111,13 @@ def train_many(configs: Sequence[TrainConfig], data: MNISTData, *,
                 x = train_x.index_select(0, batch_idx)
                 if bin_gen is not None:
                     x = torch.bernoulli(x, generator=bin_gen)
-                sums += group_step(params, x, betas, noise_gens)  # sets every .grad
+                step = group_step(params, x, betas, noise_gens)  # sets every .grad
+                if per_step_check:
+                    _check_finite(step[:, 0].tolist(), epoch, configs, checkpoints)
+                sums += step
                 optimizer.step()
             means = (sums / n).tolist()
-            for g, (c, (train_loss, _, _)) in enumerate(zip(configs, means, strict=True)):
-                if not math.isfinite(train_loss):
-                    kept = (" The checkpoint of the last good epoch is kept."
-                            if checkpoints[g] else "")
-                    which = f" (model with beta={c.beta:g})" if G > 1 else ""
-                    raise TrainingError(
-                        f"The training loss became {train_loss} in epoch {epoch}{which}: training "
-                        f"diverged. Lower the learning rate (now {c.learning_rate}).{kept}")
+            _check_finite([m[0] for m in means], epoch, configs, checkpoints)
             rows = []
             for g, c in enumerate(configs):
                 copy_member(params, g, models[g])
@@ -149,6 +147,17 @@ def train_many(configs: Sequence[TrainConfig], data: MNISTData, *,
         model = copy_member(params, g, models[g]).eval()
         results.append(TrainResult(model=model, config=c, history=histories[g]))
     return results
+
+
+def _check_finite(losses: list[float], epoch: int, configs: Sequence[TrainConfig],
+                  checkpoints: Sequence) -> None:
+    for c, loss, ckpt in zip(configs, losses, checkpoints, strict=True):
+        if not math.isfinite(loss):
+            kept = " The checkpoint of the last good epoch is kept." if ckpt else ""
+            which = f" (model with beta={c.beta:g})" if len(configs) > 1 else ""
+            raise TrainingError(
+                f"The training loss became {loss} in epoch {epoch}{which}: training diverged. "
+                f"Lower the learning rate (now {c.learning_rate}).{kept}")
 
 
 def _group_key(config: TrainConfig) -> dict:
