@@ -1,7 +1,10 @@
 """vae_core: a Variational Autoencoder on MNIST as a plain Python library (no KNIME imports).
 
-Modules: ``data`` (MNIST files and splits), ``model``, ``loss``, ``train``, ``evaluate``,
-``tables`` (DataFrames for KNIME), ``plots``, ``pipeline`` (the whole lab job), ``cli``.
+Modules: ``data`` (MNIST files and splits), ``model``, ``loss``, ``fast_step`` (hand-written
+gradients), ``train`` (single and grouped training), ``checkpoint``, ``evaluate`` (metrics),
+``tables`` (DataFrames for KNIME), ``plots`` / ``eval_plots``, ``pipeline`` (the whole lab job),
+``sweep`` (experiments), ``report`` (HTML), ``artifact`` + ``steps`` (what the KNIME node
+scripts call), ``cli``.
 """
 
 from .config import TrainConfig
