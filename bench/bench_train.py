@@ -179,6 +179,8 @@ def main() -> None:
     p.add_argument("--lk-k", type=int, default=1000, help="importance samples for timing L_k")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="device for (b); (a) and (c) always run on the CPU")
+    p.add_argument("--sweep-epochs", type=int, default=2,
+                   help="epochs per configuration for the sweep-cost comparison (0: skip it)")
     p.add_argument("--markdown", help="append a results section to this file")
     args = p.parse_args()
 
@@ -195,6 +197,12 @@ def main() -> None:
     res["core_over_gemm"] = res["core"]["s_per_epoch"] / res["gemm"]["s_per_epoch"]
     if not args.skip_cli:
         res["cli_run"] = run_cli(root)
+    if args.sweep_epochs:
+        from bench_sweep import compare
+
+        base = TrainConfig(epochs=args.sweep_epochs, device="cpu", train_limit=args.limit,
+                           eval_limit=args.limit)
+        res["sweep"] = compare(load_mnist(base, root), base)
     print(json.dumps(res, indent=2))
     if args.markdown:
         with open(args.markdown, "a", encoding="utf-8") as fh:
@@ -223,6 +231,10 @@ def markdown(r: dict, command: str) -> str:
               f"| encode + reconstruct 12k held-out | {core['encode_reconstruct_12k_s']:.2f} s |"]
     if "lk_s" in core:
         lines.append(f"| L_k, k = {core['lk_k']}, 1,000 images | {core['lk_s']:.2f} s |")
+    if "sweep" in r:
+        from bench_sweep import markdown_rows
+
+        lines.append(markdown_rows(r["sweep"]).rstrip("\n"))
     if "cli_run" in r:
         lines.append(f"| whole `vae-mnist run` (30 epochs + tables + figures), wall | "
                      f"{r['cli_run']['wall_s']:.1f} s (neg-ELBO {r['cli_run']['test_neg_elbo']:.2f}) |")

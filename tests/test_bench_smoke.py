@@ -18,14 +18,15 @@ def _run(script, *args):
 def test_bench_train_smoke(tmp_path):
     md = tmp_path / "b.md"
     res = _run("bench_train.py", "--epochs", "1", "--limit", "1000", "--lk-k", "5",
-               "--skip-cli", "--markdown", str(md))
+               "--skip-cli", "--sweep-epochs", "1", "--markdown", str(md))
     for part in ("gemm", "core", "lab"):
         assert res[part]["s_per_epoch"] > 0
     assert res["lab_over_core"] > 0 and res["core_over_gemm"] > 0
     assert 100 < res["core"]["test_neg_elbo"] < 600 and 100 < res["lab"]["test_neg_elbo"] < 600
     assert res["core"]["peak_rss_mb"] > 50
+    assert res["sweep"]["configs"] == 16 and res["sweep"]["max_test_loss_difference"] < 0.05
     text = md.read_text()
-    assert "ratio b/c" in text and "ratio a/b" in text
+    assert "ratio b/c" in text and "ratio a/b" in text and "sweep speed-up" in text
 
 
 def test_bench_sweep_smoke():
