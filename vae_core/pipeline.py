@@ -238,9 +238,10 @@ def run_training(config: TrainConfig, run_dir: str | Path, *, data_dir=None, res
         atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
         started = time.perf_counter()
         data = load_mnist(config, data_dir, log=log)
+        train_started = time.perf_counter()
         result: TrainResult = train(config, data, checkpoint=ckpt, resume=resume,
                                     progress=progress)
-        train_seconds = time.perf_counter() - started
+        train_seconds = time.perf_counter() - train_started
         if with_results:
             res = lab_results(result.model, config, data, result.history)
             out = write_results(res, result.model, run_dir, table_format)
