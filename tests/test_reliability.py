@@ -86,6 +86,7 @@ def test_cuda_without_gpu_is_a_clear_error(small_data):
     ("beta", -0.1, "beta=-0.1"), ("batch_size", 0, "batch_size=0"),
     ("learning_rate", 0, "learning_rate=0"), ("learning_rate", float("nan"), "finite"),
     ("train_fraction", 1.0, "strictly between 0 and 1"), ("device", "tpu", "one of"),
+    ("lr_schedule", "step", "lr_schedule='step'"),
     ("epochs", True, "boolean"),
 ])
 def test_every_bad_setting_is_refused(field, value, fragment):

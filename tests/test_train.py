@@ -178,3 +178,41 @@ def test_train_many_refuses_mixed_shapes(small_config, small_data):
 
     with pytest.raises(ValueError, match="differ only in beta"):
         train_many([small_config, small_config.replace(latent_dim=3)], small_data)
+
+
+def test_cosine_schedule_rates():
+    from vae_core.config import TrainConfig
+    from vae_core.train import _lr_schedule
+
+    assert _lr_schedule(TrainConfig(), 10) is None  # the lab: constant rate
+    rate = _lr_schedule(TrainConfig(epochs=4, learning_rate=0.002, lr_schedule="cosine"), 10)
+    rates = [rate(t) for t in range(40)]
+    assert rates[0] == pytest.approx(0.002)
+    assert rates[20] == pytest.approx(0.001)
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert 0 < rates[-1] < 0.002 * 0.01
+
+
+def test_cosine_run_uses_the_schedule_and_resumes_exactly(small_config, small_data, tmp_path):
+    import math
+
+    cfg = small_config.replace(epochs=3, lr_schedule="cosine", learning_rate=0.002)
+    path = tmp_path / "ckpt.pt"
+    reference = train(cfg, small_data, checkpoint=path, progress=False)
+    steps = 3 * math.ceil(2000 / cfg.batch_size)
+    last_rate = ckpt_mod.load_checkpoint(path)["optimizer"]["param_groups"][0]["lr"]
+    assert last_rate == pytest.approx(0.001 * (1 + math.cos(math.pi * (steps - 1) / steps)))
+    constant = train(cfg.replace(lr_schedule="constant"), small_data, progress=False)
+    assert not _table(reference.history).equals(_table(constant.history))
+
+    def stop_after_second_epoch(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    other = tmp_path / "interrupted.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, small_data, checkpoint=other, progress=False, on_epoch=stop_after_second_epoch)
+    with pytest.raises(CheckpointError, match=r"epochs: checkpoint 3, now 5 \(lr_schedule=cosine"):
+        train(cfg.replace(epochs=5), small_data, checkpoint=other, resume=True, progress=False)
+    resumed = train(cfg, small_data, checkpoint=other, resume=True, progress=False)
+    pd.testing.assert_frame_equal(_table(reference.history), _table(resumed.history))

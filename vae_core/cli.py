@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import DEVICES, EVAL_SETS, TrainConfig, load_config_file
+from .config import DEVICES, EVAL_SETS, LR_SCHEDULES, TrainConfig, load_config_file
 from .errors import ConfigError, VAEError
 
 EXIT_USER_ERROR = 2
@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     hyper_opts.add_argument("--eval-set", choices=EVAL_SETS, default=None,
                             help="holdout: 20%% of the training file (the lab, default); "
                                  "test: the official 10k test set")
+    hyper_opts.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES,
+                            default=None, help="constant: the lab (default); cosine: decay "
+                            "from --lr to 0 over the run")
     hyper_opts.add_argument("--device", choices=DEVICES, default=None, help="default auto")
     hyper_opts.add_argument("--binarize", action="store_true", default=None,
                             help="binarized MNIST: Bernoulli-resample each training batch, "
@@ -109,7 +112,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     for _, dest, _, _ in _HYPER:
         if getattr(args, dest) is not None:
             values[dest] = getattr(args, dest)
-    for dest in ("eval_set", "device", "binarize"):
+    for dest in ("eval_set", "lr_schedule", "device", "binarize"):
         if getattr(args, dest) is not None:
             values[dest] = getattr(args, dest)
     return TrainConfig.from_dict(values)

@@ -26,8 +26,8 @@ from .model import VAE
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_recon", "train_kl",
                    "test_loss", "test_recon", "test_kl", "seconds")
 # Changing these on resume would silently produce a different model.
-_RESUME_FIXED = ("latent_dim", "hidden_dim", "beta", "batch_size", "learning_rate", "seed",
-                 "train_fraction", "eval_set", "train_limit", "eval_limit", "binarize")
+_RESUME_FIXED = ("latent_dim", "hidden_dim", "beta", "batch_size", "learning_rate", "lr_schedule",
+                 "seed", "train_fraction", "eval_set", "train_limit", "eval_limit", "binarize")
 
 
 @dataclass
@@ -96,6 +96,8 @@ def train_many(configs: Sequence[TrainConfig], data: MNISTData, *,
     eval_x = data.eval.images.to(device)
     n = train_x.shape[0]
     start_epoch = len(histories[0]) + 1
+    steps_per_epoch = math.ceil(n / first.batch_size)
+    rate = _lr_schedule(first, steps_per_epoch)
     # stop at the first non-finite step loss; on a GPU only once per epoch (no sync per step)
     per_step_check = device.type == "cpu"
     bar = _progress(first.epochs, start_epoch - 1, progress, G)
@@ -107,7 +109,9 @@ def train_many(configs: Sequence[TrainConfig], data: MNISTData, *,
             # dynamic binarization: a fresh Bernoulli draw per batch, seeded per epoch (resumable)
             bin_gen = (torch.Generator(device=device).manual_seed(first.seed * 1_000_003 + epoch)
                        if first.binarize else None)
-            for batch_idx in order.split(first.batch_size):
+            for i, batch_idx in enumerate(order.split(first.batch_size)):
+                if rate is not None:
+                    optimizer.param_groups[0]["lr"] = rate((epoch - 1) * steps_per_epoch + i)
                 x = train_x.index_select(0, batch_idx)
                 if bin_gen is not None:
                     x = torch.bernoulli(x, generator=bin_gen)
@@ -147,6 +151,17 @@ def train_many(configs: Sequence[TrainConfig], data: MNISTData, *,
         model = copy_member(params, g, models[g]).eval()
         results.append(TrainResult(model=model, config=c, history=histories[g]))
     return results
+
+
+def _lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float] | None:
+    """The learning rate of step t (from 0), or None for the lab's constant rate.
+
+    A function of the step index alone, so a resumed run gets the same rates."""
+    if config.lr_schedule == "constant":
+        return None
+    total = config.epochs * steps_per_epoch
+    peak = config.learning_rate
+    return lambda t: 0.5 * peak * (1.0 + math.cos(math.pi * t / total))
 
 
 def _check_finite(losses: list[float], epoch: int, configs: Sequence[TrainConfig],
@@ -221,6 +236,10 @@ def _resume(configs, checkpoints, params, optimizer, shuffle_gen, noise_gens) ->
 def _check_resumable(saved: TrainConfig, wanted: TrainConfig, path) -> None:
     diffs = [f"{k}: checkpoint {getattr(saved, k)!r}, now {getattr(wanted, k)!r}"
              for k in _RESUME_FIXED if getattr(saved, k) != getattr(wanted, k)]
+    if wanted.lr_schedule != "constant" and saved.epochs != wanted.epochs:
+        # the decay is spread over the planned epochs: another count changes every rate
+        diffs.append(f"epochs: checkpoint {saved.epochs}, now {wanted.epochs} "
+                     f"(lr_schedule={wanted.lr_schedule} fixes the epoch count)")
     if diffs:
         raise CheckpointError(f"Cannot resume from {path}: it was trained with other settings ("
                               + "; ".join(diffs) + "). Use the same settings, or a new run folder.")
