@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Tests and CI read MNIST from ../shared/mnist unless VAE_MNIST_DIR says otherwise.
 TEST_MNIST_DIR ?= $(abspath ../shared/mnist)
 
-.PHONY: demo test lint unit check-workflow workflow bench experiments clean
+.PHONY: demo test lint unit check-workflow workflow bench experiments targets clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,10 @@ clean:
 experiments: $(VENV)/.installed
 	$(VENV)/bin/vae-mnist sweep --out runs/sweep
 	$(VENV)/bin/vae-mnist report runs/sweep
+
+# Issue 4's targets over 5 seeds: the lab's recipe and the tuned one (batch 32, cosine from 2e-3).
+REPEATS_OUT ?= runs/repeats
+targets: $(VENV)/.installed
+	$(VENV)/bin/vae-mnist repeat --out $(REPEATS_OUT)/lab --latent-dims 2 20 --seeds 0 1 2 3 4
+	$(VENV)/bin/vae-mnist repeat --out $(REPEATS_OUT)/tuned --latent-dims 2 20 --seeds 0 1 2 3 4 \
+	  --batch-size 32 --lr 2e-3 --lr-schedule cosine

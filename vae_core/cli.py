@@ -94,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="β values of the grid (default 0.5 1 2 4)")
     s.add_argument("--out", default="runs/sweep", help="sweep folder (default runs/sweep)")
 
+    rp = sub.add_parser("repeat", parents=[data_opts, hyper_opts],
+                        help="one recipe over several seeds: spread of the held-out neg-ELBO "
+                             "(rerun to resume)")
+    rp.add_argument("--latent-dims", type=int, nargs="+", default=None, metavar="Z",
+                    help="latent sizes (default 2 20)")
+    rp.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                    help="seeds (default 0 1 2)")
+    rp.add_argument("--out", default="runs/repeat", help="output folder (default runs/repeat)")
+
     rep = sub.add_parser("report", parents=[data_opts, iw_opts],
                          help="one self-contained HTML report of a run or sweep folder")
     rep.add_argument("folder", metavar="RUN_OR_SWEEP_DIR")
@@ -189,6 +198,20 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     print(f"Table: {res.out_dir / 'experiments.csv'}; claims: {res.out_dir / 'claims.md'}")
 
 
+def _cmd_repeat(args: argparse.Namespace) -> None:
+    from .repeat import SUMMARY_FILE, run_repeats
+
+    if args.latent_dim is not None or args.seed is not None:
+        raise ConfigError("repeat takes its latent sizes and seeds from --latent-dims and "
+                          "--seeds, not --latent-dim / --seed.")
+    summary = run_repeats(args.out, _config(args), args.latent_dims or (2, 20),
+                          args.seeds or (0, 1, 2), data_dir=args.data_dir, log=_log(args.quiet))
+    for r in summary.itertuples():
+        print(f"z={r.latent_dim}: held-out neg-ELBO {r.mean:.2f} ± {r.sd:.2f} (sd over "
+              f"{r.runs} seeds; min {r.min:.2f}, max {r.max:.2f})")
+    print(f"Tables: {Path(args.out) / 'repeats.csv'}, {Path(args.out) / SUMMARY_FILE}")
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
@@ -209,13 +232,15 @@ def main(argv: list[str] | None = None) -> int:
             _cmd_sweep(args)
         elif args.command == "report":
             _cmd_report(args)
+        elif args.command == "repeat":
+            _cmd_repeat(args)
         else:
             _cmd_train(args, with_results=args.command == "run")
     except VAEError as exc:
         print(f"vae-mnist: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        if args.command == "sweep":
+        if args.command in ("sweep", "repeat"):
             print(f"vae-mnist: interrupted. Finished configurations are kept in {args.out}; run "
                   "the same command again to continue where it stopped.", file=sys.stderr)
             return EXIT_INTERRUPTED

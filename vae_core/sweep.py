@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -52,8 +52,8 @@ INTERP_STEPS = 10
 SWEEP_FILE = "sweep.json"
 METRICS_FILE = "metrics.json"
 # Settings that must be equal across a sweep (and across its resumptions) to compare configs.
-_SHARED = ("hidden_dim", "epochs", "batch_size", "learning_rate", "seed", "train_fraction",
-           "eval_set", "train_limit", "eval_limit", "binarize")
+_SHARED = ("hidden_dim", "epochs", "batch_size", "learning_rate", "lr_schedule", "seed",
+           "train_fraction", "eval_set", "train_limit", "eval_limit", "binarize")
 
 EXPERIMENT_COLUMNS = [
     "config", "latent_dim", "beta", "epochs", "train_images", "eval_images",
@@ -191,8 +191,10 @@ def _check_sweep_file(out_dir: Path, spec: dict) -> None:
         old = json.loads(path.read_text())
     except (OSError, ValueError):
         raise RunDirError(f"{path} is unreadable. Restore it, or use another --out folder.") from None
-    diffs = [f"{k}: folder {old.get('shared', {}).get(k)!r}, now {spec['shared'][k]!r}"
-             for k in spec["shared"] if old.get("shared", {}).get(k) != spec["shared"][k]]
+    # a setting added later reads as its default in folders written before it existed
+    saved = {**asdict(TrainConfig()), **old.get("shared", {})}
+    diffs = [f"{k}: folder {saved.get(k)!r}, now {spec['shared'][k]!r}"
+             for k in spec["shared"] if saved.get(k) != spec["shared"][k]]
     for k in ("iw_k", "iw_images"):
         if old.get(k) != spec[k]:
             diffs.append(f"{k}: folder {old.get(k)!r}, now {spec[k]!r}")

@@ -1,0 +1,111 @@
+"""The same training recipe over several seeds: how much of a held-out number is the recipe
+and how much is luck.
+
+A seed sets the 80/20 split, the initial weights, the batch order and the noise, so the spread
+over seeds is what a user who reruns the recipe with another seed should expect. Each finished
+(latent size, seed) row is written at once; rerunning the same command skips finished rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import evaluate
+from .config import TrainConfig
+from .data import load_mnist
+from .errors import ConfigError, RunDirError
+from .files import atomic_write_text
+from .pipeline import prepare_run_dir, run_lock, write_table
+from .train import train
+
+RUNS_FILE = "repeats.csv"
+SUMMARY_FILE = "summary.csv"
+SPEC_FILE = "repeat.json"
+RUN_COLUMNS = ["latent_dim", "seed", "beta", "epochs", "batch_size", "learning_rate",
+               "lr_schedule", "eval_images", "neg_elbo", "recon", "kl", "final_train_loss",
+               "train_seconds"]
+
+
+def run_repeats(out_dir: str | Path, base: TrainConfig, latent_dims: Sequence[int],
+                seeds: Sequence[int], *, data_dir: str | Path | None = None,
+                log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Train ``base`` at every latent size × seed; write the runs and their summary; resume."""
+    if not latent_dims or not seeds:
+        raise ConfigError("Give at least one latent size and one seed.")
+    if len(set(seeds)) != len(seeds) or len(set(latent_dims)) != len(latent_dims):
+        raise ConfigError("Latent sizes and seeds must not repeat.")
+    out_dir = prepare_run_dir(out_dir)
+    recipe = {k: v for k, v in base.to_dict().items() if k not in ("latent_dim", "seed", "device")}
+    with run_lock(out_dir):
+        _check_spec(out_dir, recipe)
+        atomic_write_text(out_dir / SPEC_FILE, json.dumps({"recipe": recipe}, indent=2) + "\n")
+        runs = _read_runs(out_dir)
+        done = set(zip(runs["latent_dim"], runs["seed"], strict=True))
+        for z in latent_dims:
+            for seed in seeds:
+                if (z, seed) in done:
+                    log(f"z={z} seed={seed}: finished earlier, kept")
+                    continue
+                config = base.replace(latent_dim=z, seed=seed)
+                data = load_mnist(config, data_dir)  # the split depends on the seed
+                started = time.perf_counter()
+                result = train(config, data, progress=False)
+                seconds = time.perf_counter() - started
+                gen = torch.Generator(device=next(result.model.parameters()).device)
+                parts = evaluate.elbo_parts(result.model, data.eval.images,
+                                            gen.manual_seed(seed + 101))
+                row = {**{k: getattr(config, k) for k in RUN_COLUMNS[:7]},
+                       "eval_images": len(data.eval), **parts,
+                       "final_train_loss": result.history[-1]["train_loss"],
+                       "train_seconds": seconds}
+                runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
+                runs = runs.sort_values(["latent_dim", "seed"], ignore_index=True)
+                write_table(runs[RUN_COLUMNS], out_dir / RUNS_FILE)
+                log(f"z={z} seed={seed}: held-out neg-ELBO {parts['neg_elbo']:.2f} "
+                    f"({seconds:.0f} s)")
+        summary = summarize(runs)
+        write_table(summary, out_dir / SUMMARY_FILE)
+    return summary
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample standard deviation, min and max of the held-out neg-ELBO per latent size."""
+    g = runs.groupby("latent_dim")["neg_elbo"]
+    out = pd.DataFrame({"runs": g.size(), "mean": g.mean(), "sd": g.std(ddof=1),
+                        "min": g.min(), "max": g.max()}).reset_index()
+    out["seeds"] = [" ".join(str(s) for s in sorted(runs.loc[runs["latent_dim"] == z, "seed"]))
+                    for z in out["latent_dim"]]
+    return out
+
+
+def _read_runs(out_dir: Path) -> pd.DataFrame:
+    path = out_dir / RUNS_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    try:
+        runs = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path} is unreadable ({exc}). Delete it to start again.") from None
+    if list(runs.columns) != RUN_COLUMNS:
+        raise RunDirError(f"{path} is not a table of repeated runs. Use another --out folder.")
+    return runs
+
+
+def _check_spec(out_dir: Path, recipe: dict) -> None:
+    path = out_dir / SPEC_FILE
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())["recipe"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunDirError(f"{path} is unreadable. Restore it, or use another --out folder.") from None
+    diffs = [f"{k}: folder {old.get(k)!r}, now {v!r}" for k, v in recipe.items() if old.get(k) != v]
+    if diffs:
+        raise RunDirError(f"Folder {out_dir} holds repeats of another recipe ("
+                          + "; ".join(diffs) + "). Use the same settings, or another --out folder.")
