@@ -47,4 +47,4 @@ REPEATS_OUT ?= runs/repeats
 targets: $(VENV)/.installed
 	$(VENV)/bin/vae-mnist repeat --out $(REPEATS_OUT)/lab --latent-dims 2 20 --seeds 0 1 2 3 4
 	$(VENV)/bin/vae-mnist repeat --out $(REPEATS_OUT)/tuned --latent-dims 2 20 --seeds 0 1 2 3 4 \
-	  --batch-size 32 --lr 2e-3 --lr-schedule cosine
+	  --config configs/tuned.toml

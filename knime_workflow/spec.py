@@ -98,6 +98,7 @@ VARIABLES = (
     Variable("epochs", "INTEGER", _DEFAULT.epochs),
     Variable("batch_size", "INTEGER", _DEFAULT.batch_size),
     Variable("learning_rate", "DOUBLE", _DEFAULT.learning_rate),
+    Variable("lr_schedule", "STRING", _DEFAULT.lr_schedule),  # constant (the lab) or cosine
     Variable("seed", "INTEGER", _DEFAULT.seed),
     Variable("data_dir", "STRING", ""),  # "" = $VAE_MNIST_DIR, else the cache (downloaded)
     Variable("device", "STRING", _DEFAULT.device),
@@ -113,8 +114,8 @@ MAIN = Workflow(
         "VAE on MNIST (vae_core). Needs a Python environment with vae_core installed "
         "(environment.yml; see docs/KNIME.md).\n"
         "Hyperparameters are workflow variables: right-click the workflow > Workflow Variables "
-        "(latent_dim, beta, epochs, batch_size, learning_rate, seed, data_dir, device, "
-        "train_limit, eval_limit; 0 = all images).\n"
+        "(latent_dim, beta, epochs, batch_size, learning_rate, lr_schedule, seed, data_dir, "
+        "device, train_limit, eval_limit; 0 = all images).\n"
         "Batch: -workflow.variable=epochs,5,int"),
     variables=VARIABLES,
     nodes=(

@@ -203,8 +203,8 @@ def test_workflow_knime_satisfies_the_load_rules(folder):
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}",
                         value(wf["authorInformation"], "authored-when"))
     names = [value(v, "name") for v in wf["workflow_variables"].values()]
-    assert names == ["latent_dim", "beta", "epochs", "batch_size", "learning_rate", "seed",
-                     "data_dir", "device", "train_limit", "eval_limit"]
+    assert names == ["latent_dim", "beta", "epochs", "batch_size", "learning_rate",
+                     "lr_schedule", "seed", "data_dir", "device", "train_limit", "eval_limit"]
     n_in, n_out, ids = {}, {}, []
     for node in wf["nodes"].values():
         nid = int(value(node, "id"))

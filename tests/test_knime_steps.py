@@ -59,12 +59,14 @@ def test_flow_variables_are_cast_and_validated():
     p = params_from_flow_variables({
         "latent_dim": 4, "beta": 2, "epochs": "3", "batch_size": 64.0, "learning_rate": 0.01,
         "seed": 7, "data_dir": " /data/mnist ", "device": "CPU", "train_limit": 0,
+        "lr_schedule": "Cosine",
         "eval_limit": 50, "knime.workspace": "/ws", "some_other_variable": object()})
     c = p.config
     assert (c.latent_dim, c.beta, c.epochs, c.batch_size, c.learning_rate, c.seed) == \
         (4, 2.0, 3, 64, 0.01, 7)
     assert isinstance(c.beta, float) and isinstance(c.epochs, int)
     assert (c.device, c.train_limit, c.eval_limit) == ("cpu", None, 50)
+    assert c.lr_schedule == "cosine"
     assert p.data_dir == "/data/mnist"
     assert params_from_flow_variables({}).data_dir is None
     assert params_from_flow_variables({}).config == TrainConfig()
@@ -77,6 +79,7 @@ def test_flow_variables_are_cast_and_validated():
     ({"latent_dim": True}, "latent_dim must be an integer, got the boolean"),
     ({"learning_rate": -1.0}, "learning_rate"),
     ({"device": "tpu"}, "device"),
+    ({"lr_schedule": "linear"}, "lr_schedule='linear'"),
     ({"data_dir": 5}, "data_dir must be a string"),
 ])
 def test_bad_flow_variables_give_one_clear_config_error(variables, message):

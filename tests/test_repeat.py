@@ -30,6 +30,10 @@ def test_rows_and_summary_agree(repeated):
     assert (runs["eval_images"] == 300).all() and (runs["lr_schedule"] == "constant").all()
     # another seed is another split, init and noise: the numbers differ
     assert runs.loc[0, "neg_elbo"] != runs.loc[1, "neg_elbo"]
+    md = (out / "summary.md").read_text()
+    assert "batch_size = 128, learning_rate = 0.001, lr_schedule = constant" in md
+    for r in runs.itertuples():
+        assert f"| {r.latent_dim} | {r.seed} | {r.neg_elbo:.2f} | {r.recon:.2f} |" in md
     written = pd.read_csv(out / "summary.csv")
     pd.testing.assert_frame_equal(written, summary, check_dtype=False)
     for z in (2, 3):
@@ -79,3 +83,15 @@ def test_cli_repeat(tmp_path, mnist_dir):
     assert f"z=2: held-out neg-ELBO {mean:.2f} ± " in proc.stdout
     assert_user_error(cli("repeat", "--out", out, "--data-dir", mnist_dir, "--seed", "1"),
                       "--seeds")
+
+
+def test_tuned_recipe_file_changes_only_the_optimisation():
+    from pathlib import Path
+
+    from vae_core.config import TrainConfig, load_config_file
+
+    path = Path(__file__).resolve().parent.parent / "configs" / "tuned.toml"
+    cfg = TrainConfig.from_dict(load_config_file(path), source=str(path))
+    assert (cfg.batch_size, cfg.learning_rate, cfg.lr_schedule) == (32, 0.002, "cosine")
+    # model, data split, epochs and seed stay the lab's
+    assert cfg.replace(batch_size=128, learning_rate=1e-3, lr_schedule="constant") == TrainConfig()

@@ -134,6 +134,25 @@ def test_sweep_report_embeds_every_figure_and_matches_the_csvs(sweep_dir, tmp_pa
     assert len(by_id["table-targets"]["rows"]) == len(claims["targets"])
 
 
+def test_sweep_report_shows_seed_repeats(sweep_dir, tmp_path, mnist_dir):
+    import shutil
+
+    from vae_core.repeat import run_repeats
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, folder)
+    base = TrainConfig(epochs=1, train_limit=1000, eval_limit=200, device="cpu",
+                       lr_schedule="cosine")
+    run_repeats(folder / "repeats" / "tuned", base, [2], [0, 1], data_dir=mnist_dir,
+                log=lambda m: None)
+    page = _parse(build_report(folder))
+    table = {t["id"]: t for t in page.tables}["table-repeats-0"]
+    assert table["source"] == "repeats/tuned/summary.csv"
+    _check_table(table, folder / "repeats" / "tuned" / "summary.csv")
+    assert "tuned: beta = 1, epochs = 1, batch_size = 128, learning_rate = 0.001, lr_schedule = " \
+        "cosine" in build_report(folder)
+
+
 def test_run_report_has_configuration_loss_lab_figures_and_metrics(sweep_dir):
     run = sweep_dir / "configs" / "z2_beta1"
     page = _parse(build_report(run))

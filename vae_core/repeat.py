@@ -27,6 +27,7 @@ from .train import train
 RUNS_FILE = "repeats.csv"
 SUMMARY_FILE = "summary.csv"
 SPEC_FILE = "repeat.json"
+MARKDOWN_FILE = "summary.md"
 RUN_COLUMNS = ["latent_dim", "seed", "beta", "epochs", "batch_size", "learning_rate",
                "lr_schedule", "eval_images", "neg_elbo", "recon", "kl", "final_train_loss",
                "train_seconds"]
@@ -71,6 +72,7 @@ def run_repeats(out_dir: str | Path, base: TrainConfig, latent_dims: Sequence[in
                     f"({seconds:.0f} s)")
         summary = summarize(runs)
         write_table(summary, out_dir / SUMMARY_FILE)
+        atomic_write_text(out_dir / MARKDOWN_FILE, summary_markdown(runs, summary, recipe))
     return summary
 
 
@@ -82,6 +84,25 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     out["seeds"] = [" ".join(str(s) for s in sorted(runs.loc[runs["latent_dim"] == z, "seed"]))
                     for z in out["latent_dim"]]
     return out
+
+
+def summary_markdown(runs: pd.DataFrame, summary: pd.DataFrame, recipe: dict) -> str:
+    """The summary and every run as Markdown, with the recipe that produced them."""
+    shown = ("beta", "epochs", "batch_size", "learning_rate", "lr_schedule", "hidden_dim",
+             "eval_set", "train_fraction", "train_limit", "eval_limit", "binarize")
+    lines = ["# Held-out neg-ELBO over seeds", "",
+             "Recipe: " + ", ".join(f"{k} = {recipe[k]}" for k in shown if k in recipe) + ".",
+             "A seed sets the split, the initial weights, the batch order and the noise.", "",
+             "| z | runs | mean | sd | min | max |", "|---|---|---|---|---|---|"]
+    for r in summary.itertuples():
+        lines.append(f"| {r.latent_dim} | {r.runs} | {r.mean:.2f} | {r.sd:.2f} | {r.min:.2f} | "
+                     f"{r.max:.2f} |")
+    lines += ["", "| z | seed | neg-ELBO | recon | KL | last train loss | train s |",
+              "|---|---|---|---|---|---|---|"]
+    for r in runs.itertuples():
+        lines.append(f"| {r.latent_dim} | {r.seed} | {r.neg_elbo:.2f} | {r.recon:.2f} | "
+                     f"{r.kl:.2f} | {r.final_train_loss:.2f} | {r.train_seconds:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _read_runs(out_dir: Path) -> pd.DataFrame:

@@ -333,12 +333,33 @@ def sweep_report(out_dir: Path) -> str:
     if (lab_dir / "figures").is_dir():
         body += [f"<h2>The lab's figures (z = {lab.latent_dim}, β = {lab.beta:g})</h2>",
                  *_lab_figures(lab_dir, prefix=f"configs/{config_name(lab)}-")]
+    body += _repeats_section(out_dir)
     if (out_dir / "kl_per_dim.csv").is_file():
         body += ["<h2>KL per latent dimension</h2>",
                  "<details><summary>Table (one row per configuration and dimension)</summary>"
                  + table_html(read_table(out_dir / "kl_per_dim.csv"), "table-kl-per-dim",
                               "kl_per_dim.csv") + "</details>"]
     return _page("VAE on MNIST: latent size × β sweep", body)
+
+
+def _repeats_section(out_dir: Path) -> list[str]:
+    """Folders of ``vae-mnist repeat`` under ``repeats/``: the held-out spread over seeds."""
+    folders = sorted(p.parent for p in (out_dir / "repeats").glob("*/summary.csv"))
+    if not folders:
+        return []
+    body = ["<h2>Held-out neg-ELBO over seeds</h2>",
+            "<p>One recipe trained with several seeds (<code>vae-mnist repeat</code>; a seed sets "
+            "the split, initial weights, batch order and noise). Nats per image at β = 1.</p>"]
+    for i, folder in enumerate(folders):
+        recipe = _read_json(folder / "repeat.json").get("recipe", {})
+        shown = {k: recipe[k] for k in ("beta", "epochs", "batch_size", "learning_rate",
+                                        "lr_schedule") if k in recipe}
+        text = ", ".join(f"{k} = {format_value(v)}" for k, v in shown.items())
+        rel = folder.relative_to(out_dir).as_posix()
+        body += [f"<h3>{_esc(folder.name)}: {_esc(text)}</h3>",
+                 table_html(read_table(folder / "summary.csv"), f"table-repeats-{i}",
+                            f"{rel}/summary.csv")]
+    return body
 
 
 # ----------------------------------------------------------------------------- entry point

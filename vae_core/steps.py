@@ -28,8 +28,8 @@ from .train import resolve_device, train
 
 # Workflow variables the nodes read (declared in workflow.knime). train_limit / eval_limit:
 # 0 means "all images".
-FLOW_VARIABLES = ("latent_dim", "beta", "epochs", "batch_size", "learning_rate", "seed",
-                  "data_dir", "device", "train_limit", "eval_limit")
+FLOW_VARIABLES = ("latent_dim", "beta", "epochs", "batch_size", "learning_rate", "lr_schedule",
+                  "seed", "data_dir", "device", "train_limit", "eval_limit")
 _CONFIG_VARIABLES = tuple(v for v in FLOW_VARIABLES if v != "data_dir")
 _HINT = ("Fix the workflow variable (right-click the workflow > Workflow Variables..., or "
          "-workflow.variable=NAME,VALUE,TYPE in batch mode).")
