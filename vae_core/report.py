@@ -312,6 +312,7 @@ def sweep_report(out_dir: Path) -> str:
             "<h2>Settings</h2>", _kv_table(settings, "table-settings", "sweep.json")]
     if (out_dir / "claims.json").is_file():
         body += _claims_section(_read_json(out_dir / "claims.json"))
+    body += _repeats_section(out_dir)  # the targets over seeds, next to the verdicts
     if (out_dir / "experiments.csv").is_file():
         exp = read_table(out_dir / "experiments.csv")
         head = [c for c in HEADLINE_COLUMNS if c in exp.columns]
@@ -333,7 +334,6 @@ def sweep_report(out_dir: Path) -> str:
     if (lab_dir / "figures").is_dir():
         body += [f"<h2>The lab's figures (z = {lab.latent_dim}, β = {lab.beta:g})</h2>",
                  *_lab_figures(lab_dir, prefix=f"configs/{config_name(lab)}-")]
-    body += _repeats_section(out_dir)
     if (out_dir / "kl_per_dim.csv").is_file():
         body += ["<h2>KL per latent dimension</h2>",
                  "<details><summary>Table (one row per configuration and dimension)</summary>"
