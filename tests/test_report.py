@@ -198,3 +198,23 @@ def test_format_value():
     assert format_value(0.97123) == "0.9712"
     assert format_value(0.5) == "0.5" and format_value(3) == "3" and format_value(True) == "yes"
     assert format_value(float("nan")) == ""
+
+
+def test_sweep_folder_from_before_lr_schedule_still_reports_and_resumes(sweep_dir, tmp_path):
+    import shutil
+
+    from vae_core.sweep import SWEEP_FILE, _check_sweep_file, load_sweep
+
+    folder = tmp_path / "old"
+    shutil.copytree(sweep_dir, folder)
+    spec = json.loads((folder / SWEEP_FILE).read_text())
+    current = json.loads(json.dumps(spec))
+    del spec["shared"]["lr_schedule"]
+    (folder / SWEEP_FILE).write_text(json.dumps(spec))
+    _check_sweep_file(folder, current)  # the missing setting reads as its default: no error
+    assert load_sweep(folder)[0]["shared"]["lr_schedule"] == "constant"
+    settings = {t["id"]: t for t in _parse(build_report(folder)).tables}["table-settings"]
+    assert ["lr_schedule", "constant"] in settings["rows"]
+    current["shared"]["lr_schedule"] = "cosine"
+    with pytest.raises(RunDirError, match="lr_schedule: folder 'constant', now 'cosine'"):
+        _check_sweep_file(folder, current)

@@ -590,6 +590,8 @@ def load_sweep(out_dir: str | Path) -> tuple[dict, list[TrainConfig]]:
         spec = json.loads((out_dir / SWEEP_FILE).read_text())
         base = TrainConfig(**spec["shared"])
         configs = grid(base, spec["latent_dims"], spec["betas"])
+        # settings added after the folder was written read as their defaults (what was run)
+        spec["shared"] = {k: getattr(base, k) for k in _SHARED}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RunDirError(f"{out_dir / SWEEP_FILE} is missing or damaged ({exc}).") from None
     return spec, configs
