@@ -28,8 +28,9 @@ RUNS_FILE = "repeats.csv"
 SUMMARY_FILE = "summary.csv"
 SPEC_FILE = "repeat.json"
 MARKDOWN_FILE = "summary.md"
-RUN_COLUMNS = ["latent_dim", "seed", "beta", "epochs", "batch_size", "learning_rate",
-               "lr_schedule", "eval_images", "neg_elbo", "recon", "kl", "final_train_loss",
+_CONFIG_COLUMNS = ["latent_dim", "seed", "beta", "epochs", "batch_size", "learning_rate",
+                   "lr_schedule"]
+RUN_COLUMNS = [*_CONFIG_COLUMNS, "eval_images", "neg_elbo", "recon", "kl", "final_train_loss",
                "train_seconds"]
 
 
@@ -61,7 +62,7 @@ def run_repeats(out_dir: str | Path, base: TrainConfig, latent_dims: Sequence[in
                 gen = torch.Generator(device=next(result.model.parameters()).device)
                 parts = evaluate.elbo_parts(result.model, data.eval.images,
                                             gen.manual_seed(seed + 101))
-                row = {**{k: getattr(config, k) for k in RUN_COLUMNS[:7]},
+                row = {**{k: getattr(config, k) for k in _CONFIG_COLUMNS},
                        "eval_images": len(data.eval), **parts,
                        "final_train_loss": result.history[-1]["train_loss"],
                        "train_seconds": seconds}
