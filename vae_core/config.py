@@ -7,7 +7,8 @@ import dataclasses
 import json
 import math
 import tomllib
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +19,45 @@ LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+# What each setting is. Every rule about settings is derived from this one table: what a resume
+# must match, what models trained together in a sweep share, what a repeated recipe is.
+ARCHITECTURE = "architecture"  # the network's shape
+OBJECTIVE = "objective"  # what the loss is
+OPTIMISATION = "optimisation"  # how the loss is minimised
+DATA = "data"  # which images, split how
+SEED = "seed"  # every random choice (split, initial weights, batch order, noise)
+RUNTIME = "runtime"  # where it runs; never changes a result beyond float rounding
+GROUPS = (ARCHITECTURE, OBJECTIVE, OPTIMISATION, DATA, SEED, RUNTIME)
+
+
+def _setting(default: Any, group: str) -> Any:
+    return field(default=default, metadata={"group": group})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of one VAE run. Defaults are the lab's setup."""
 
-    latent_dim: int = 2
-    hidden_dim: int = 256
-    beta: float = 1.0
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    # "constant": the lab's fixed Adam rate. "cosine": the rate falls from learning_rate to 0
-    # along a half cosine over all steps of the run (same cost, better optimum at a fixed budget).
-    lr_schedule: str = "constant"
-    seed: int = 0
-    train_fraction: float = 0.8
-    eval_set: str = "holdout"  # "holdout": 20% of the 60k train file (the lab); "test": the 10k file
-    device: str = "auto"
-    train_limit: int | None = None  # use only the first N training images (quick runs, tests)
-    eval_limit: int | None = None  # use only the first N evaluation images
+    latent_dim: int = _setting(2, ARCHITECTURE)
+    hidden_dim: int = _setting(256, ARCHITECTURE)
+    beta: float = _setting(1.0, OBJECTIVE)
     # Binarized MNIST: each training batch is re-sampled as Bernoulli(pixel) (dynamic
     # binarization) and the evaluation split is binarized once with a fixed seed, so the BCE is
     # a real Bernoulli log-likelihood and an importance-sampled bound on it is an NLL.
-    binarize: bool = False
+    binarize: bool = _setting(False, OBJECTIVE)
+    epochs: int = _setting(30, OPTIMISATION)
+    batch_size: int = _setting(128, OPTIMISATION)
+    learning_rate: float = _setting(1e-3, OPTIMISATION)
+    # "constant": the lab's fixed Adam rate. "cosine": the rate falls from learning_rate to 0
+    # along a half cosine over all steps of the run (same cost, better optimum at a fixed budget).
+    lr_schedule: str = _setting("constant", OPTIMISATION)
+    seed: int = _setting(0, SEED)
+    train_fraction: float = _setting(0.8, DATA)
+    # "holdout": 20% of the 60k train file (the lab); "test": the 10k file
+    eval_set: str = _setting("holdout", DATA)
+    train_limit: int | None = _setting(None, DATA)  # only the first N training images
+    eval_limit: int | None = _setting(None, DATA)  # only the first N evaluation images
+    device: str = _setting("auto", RUNTIME)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -52,6 +69,7 @@ class TrainConfig:
         _require(self.hidden_dim >= 1, "hidden_dim", self.hidden_dim, "an integer >= 1")
         _require(self.beta >= 0, "beta", self.beta, "a number >= 0")
         _require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        _require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "a number > 0")
         _require(0 < self.train_fraction < 1, "train_fraction", self.train_fraction,
@@ -82,6 +100,45 @@ class TrainConfig:
                 f"Valid options are: {', '.join(sorted(known))}."
             )
         return cls(**values)
+
+
+def settings(*groups: str) -> tuple[str, ...]:
+    """Names of the settings in ``groups``, in declaration order."""
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"unknown setting group(s) {sorted(unknown)}")
+    return tuple(f.name for f in fields(TrainConfig) if f.metadata["group"] in groups)
+
+
+# Everything a trained model depends on (all but the runtime).
+RESULT_SETTINGS = settings(ARCHITECTURE, OBJECTIVE, OPTIMISATION, DATA, SEED)
+# What ``--resume`` may change: where it runs, and how many epochs in all (a longer run continues
+# the same trajectory; not under a learning-rate schedule, whose every rate depends on it).
+RESUME_MAY_CHANGE = ("epochs", *settings(RUNTIME))
+RESUME_MUST_MATCH = tuple(s for s in RESULT_SETTINGS if s not in RESUME_MAY_CHANGE)
+# Models trained together in one batched group differ only in their objective weight β.
+GROUP_VARIES = ("beta",)
+# A sweep varies architecture size and β over a grid; all other result settings are shared.
+SWEEP_VARIES = ("latent_dim", "beta")
+SWEEP_SHARED = tuple(s for s in RESULT_SETTINGS if s not in SWEEP_VARIES)
+# A repeated recipe varies the latent size and the seed.
+REPEAT_VARIES = ("latent_dim", "seed")
+RECIPE_SETTINGS = tuple(s for s in RESULT_SETTINGS if s not in REPEAT_VARIES)
+
+
+def differences(saved: TrainConfig | dict, wanted: TrainConfig | dict, names: Sequence[str]
+                ) -> list[str]:
+    """``"name: was X, now Y"`` for every named setting that differs (settings missing from an
+    older dict read as their defaults, which is what was run)."""
+    a = _as_dict(saved)
+    b = _as_dict(wanted)
+    return [f"{n}: {a[n]!r} before, {b[n]!r} now" for n in names if a[n] != b[n]]
+
+
+def _as_dict(config: TrainConfig | dict) -> dict[str, Any]:
+    if isinstance(config, TrainConfig):
+        return config.to_dict()
+    return {**TrainConfig().to_dict(), **config}
 
 
 _INT_FIELDS = {"latent_dim", "hidden_dim", "epochs", "batch_size", "seed",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from . import seeds
 from .errors import DataError
 from .files import atomic_open, atomic_write_text
 
@@ -345,8 +346,7 @@ def load_mnist(config, data_dir: str | os.PathLike | None = None, *, download: b
         n_train = int(config.train_fraction * len(full))
         if n_train < 1 or n_train >= len(full):
             raise DataError(f"train_fraction={config.train_fraction} leaves no images on one side.")
-        g = torch.Generator().manual_seed(config.seed)
-        order = torch.randperm(len(full), generator=g)
+        order = torch.randperm(len(full), generator=seeds.generator(config.seed, "split"))
         train = _take(full, order[:n_train])
         held = _take(full, order[n_train:])
     if getattr(config, "binarize", False):
@@ -366,7 +366,7 @@ def binarize_split(split: Split, seed: int) -> Split:
 
     Drawn on the whole split before any ``eval_limit`` so a subset is a prefix of the full set.
     """
-    g = torch.Generator().manual_seed(seed * 1_000_003 + 271_828)
+    g = seeds.generator(seed, "binarize_eval")
     return Split(torch.bernoulli(split.images, generator=g), split.labels, split.ids, split.source)
 
 

@@ -96,6 +96,19 @@ def manifold(model: VAE, n: int = 20, lo: float = 0.05, hi: float = 0.95
 LOG_2PI = math.log(2 * math.pi)
 
 
+def heldout_loss(model: VAE, x: torch.Tensor, seed: int, beta: float = 1.0) -> dict[str, float]:
+    """The project's one held-out estimate: loss, recon, KL and neg-ELBO (= recon + KL, β = 1).
+
+    One z sample per image from the run's "heldout" stream, the same noise at every epoch, so the
+    loss table's last row, the sweep, ``repeat`` and the docs report the same number for a model.
+    """
+    from .seeds import generator
+
+    parts = loss_per_image(model, _flat(x), beta, generator(seed, "heldout",
+                                                             device=_device_of(model)))
+    return {**parts, "neg_elbo": parts["recon"] + parts["kl"]}
+
+
 def _flat(x) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float32).reshape(len(x), -1)
 

@@ -27,6 +27,7 @@ from .data import MNISTData, Split, load_mnist
 from .errors import ConfigError, RunDirError
 from .files import atomic_open, atomic_write_text
 from .model import VAE
+from .seeds import derive_seed
 from .train import TrainResult, train
 
 TABLE_FORMATS = ("csv", "parquet")
@@ -162,7 +163,7 @@ def _sources(source, idx: torch.Tensor):
 
 def sample_part(split: Split, n: int, seed: int) -> tuple[pd.DataFrame, torch.Tensor]:
     """Fig. 1 data: ``n`` seeded random images of ``split`` as a table, and their pixels."""
-    s = pick(len(split), n, seed + 11)
+    s = pick(len(split), n, derive_seed(seed, "samples"))
     images = split.images[s]
     return tables.image_table(split.ids[s], _sources(split.source, s), split.labels[s],
                               images), images
@@ -177,7 +178,7 @@ def latent_part(model: VAE, split: Split) -> pd.DataFrame:
 def reconstruction_part(model: VAE, split: Split, n: int, seed: int
                         ) -> tuple[pd.DataFrame, torch.Tensor, torch.Tensor]:
     """Fig. 5 data: ``n`` seeded random images of ``split`` and their reconstructions."""
-    r = pick(len(split), n, seed + 12)
+    r = pick(len(split), n, derive_seed(seed, "reconstructions"))
     originals = split.images[r]
     recons = evaluate.reconstruct(model, originals)
     table = tables.reconstruction_table(split.ids[r], _sources(split.source, r),
@@ -188,7 +189,7 @@ def reconstruction_part(model: VAE, split: Split, n: int, seed: int
 
 def generated_part(model: VAE, n: int, seed: int) -> tuple[pd.DataFrame, torch.Tensor]:
     """Fig. 7 data: ``n`` digits decoded from seeded z ~ N(0, I)."""
-    z, images = evaluate.generate(model, n, seed=seed + 13)
+    z, images = evaluate.generate(model, n, seed=derive_seed(seed, "generated"))
     return tables.generated_table(z, images), images
 
 
