@@ -3,9 +3,12 @@
 One command, one process, same machine and data:
   (a) the lab's loop as the seed wrote it: torchvision MNIST + ToTensor + DataLoader(128, shuffle)
       + the seed's Encoder/Decoder/loss, Adam 1e-3, with a test pass each epoch;
-  (b) vae_core.train with the same hyperparameters;
+  (b) vae_core.train with the same hyperparameters: autograd (`loss.backward()` through
+      VAE.forward and vae_loss), data in memory, fused Adam;
+  (b') the same loop with the hand-written gradients vae_core used before (bench/alt_training.py);
   (c) the arithmetic floor: only the five 128x784x256 matrix products of each step.
-Prints s/epoch, the ratios a/b and b/c, peak RSS, held-out neg-ELBO of (a) and (b), evaluation
+(b) and (b') alternate epoch by epoch in fresh runs so drift in the machine's speed hits both.
+Prints s/epoch, the ratios a/b, b'/b and b/c, peak RSS, held-out neg-ELBO of (a) and (b), evaluation
 timings and the wall time of `vae-mnist run`; `--markdown FILE` appends a results section.
 
     python bench/bench_train.py --epochs 30 --markdown BENCHMARKS.md
@@ -116,12 +119,16 @@ def run_core(root: Path, epochs: int, seed: int, limit: int | None = None, lk_k:
     data = load_mnist(cfg, root)
     result = train(cfg, data, progress=False)
     times = [row["seconds"] for row in result.history]
+    if device == "cpu":  # (b') in the same process, interleaved with short (b) runs
+        out_hw = run_handwritten_vs_autograd(cfg, data)
+    else:
+        out_hw = {}
     t0 = time.perf_counter()
     evaluate.encode(result.model, data.eval.images)
     evaluate.reconstruct(result.model, data.eval.images)
     eval_s = time.perf_counter() - t0
     out = {"s_per_epoch": statistics.median(times), "test_neg_elbo": result.history[-1]["test_loss"],
-           "encode_reconstruct_12k_s": eval_s, "peak_rss_mb": peak_rss_mb()}
+           "encode_reconstruct_12k_s": eval_s, "peak_rss_mb": peak_rss_mb(), **out_hw}
     bound = getattr(evaluate, "importance_sampled_bound", None)
     if bound is not None:  # the L_k metric (issue 4), timed when present
         t0 = time.perf_counter()
@@ -129,6 +136,20 @@ def run_core(root: Path, epochs: int, seed: int, limit: int | None = None, lk_k:
         out["lk_s"] = time.perf_counter() - t0
         out["lk_k"] = lk_k
     return out
+
+
+def run_handwritten_vs_autograd(cfg: TrainConfig, data, rounds: int = 3) -> dict:
+    """(b') against (b): ``rounds`` pairs of 2-epoch runs, alternating, median s/epoch each."""
+    from alt_training import train_handwritten
+
+    short = cfg.replace(epochs=min(2, cfg.epochs))
+    hw, ag = [], []
+    for _ in range(rounds):
+        hw += [r["seconds"] for r in train_handwritten([short], data)[0]["history"]]
+        ag += [r["seconds"] for r in train(short, data, progress=False).history]
+    hw_s, ag_s = statistics.median(hw), statistics.median(ag)
+    return {"autograd_s_per_epoch_paired": ag_s, "handwritten_s_per_epoch": hw_s,
+            "autograd_over_handwritten": ag_s / hw_s}
 
 
 # ----------------------------------------------------------------------------- (c) the floor
@@ -217,8 +238,15 @@ def markdown(r: dict, command: str) -> str:
              f"{r['device']}.\n",
              "| measure | value |", "|---|---|",
              f"| (c) GEMM floor | {gemm['s_per_epoch']:.3f} s/epoch |",
-             f"| (b) vae_core training (train + held-out pass) | {core['s_per_epoch']:.3f} s/epoch |",
+             f"| (b) vae_core training, autograd (train + held-out pass) | "
+             f"{core['s_per_epoch']:.3f} s/epoch |",
              f"| ratio b/c (target ≤ 1.5) | {r['core_over_gemm']:.2f} |"]
+    if "handwritten_s_per_epoch" in core:
+        lines += [f"| (b′) hand-written gradients, alternating 2-epoch runs with (b) | "
+                  f"{core['handwritten_s_per_epoch']:.3f} s/epoch against (b) "
+                  f"{core['autograd_s_per_epoch_paired']:.3f} s/epoch |",
+                  f"| ratio b/b′ (keep b′ only if ≥ 1.15) | "
+                  f"{core['autograd_over_handwritten']:.2f} |"]
     if "lab" in r:
         lines += [f"| (a) lab loop (DataLoader + ToTensor) | {r['lab']['s_per_epoch']:.3f} s/epoch |",
                   f"| ratio a/b (target ≥ 5) | {r['lab_over_core']:.2f} |",

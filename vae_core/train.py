@@ -1,8 +1,8 @@
-"""Training loop: in-memory batches drawn by seeded shuffled indices, a hand-differentiated
-step (vae_core.fast_step, checked against autograd), fused Adam, per-epoch checkpoint.
+"""Training loop: the lab's step — ``VAE.forward``, ``vae_loss``, ``loss.backward()``, Adam —
+over in-memory batches drawn by a seeded shuffle, with a checkpoint after every epoch.
 
-Two explicit generators (batch order, reparameterization noise) make a run reproducible and let
-``resume`` continue to exactly the result an uninterrupted run gives.
+Explicit generators (batch order, reparameterization noise, binarization) make a run
+reproducible and let ``resume`` continue to exactly the result an uninterrupted run gives.
 """
 
 from __future__ import annotations
@@ -15,19 +15,17 @@ from pathlib import Path
 
 import torch
 
+from . import seeds
 from .checkpoint import config_of, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import RESUME_MUST_MATCH, TrainConfig, differences
 from .data import MNISTData
 from .errors import CheckpointError, ConfigError, TrainingError
-from .evaluate import loss_per_image
-from .fast_step import NAMES, copy_member, group_step, stack_models
+from .evaluate import heldout_loss
+from .loss import vae_loss
 from .model import VAE
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_recon", "train_kl",
                    "test_loss", "test_recon", "test_kl", "seconds")
-# Changing these on resume would silently produce a different model.
-_RESUME_FIXED = ("latent_dim", "hidden_dim", "beta", "batch_size", "learning_rate", "lr_schedule",
-                 "seed", "train_fraction", "eval_set", "train_limit", "eval_limit", "binarize")
 
 
 @dataclass
@@ -46,111 +44,104 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def eval_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    """Noise for evaluation is independent of the training stream (same every run)."""
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + 7919 * epoch + 17)
+def fused_adam_supported(device: torch.device) -> bool:
+    """Fused Adam (one kernel for all parameters) runs on CUDA, and on the CPU from torch 2.4."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    release = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    return release >= (2, 4)
+
+
+def new_model(config: TrainConfig) -> VAE:
+    """The initial VAE of a run, from the run's "init" stream (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seeds.derive_seed(config.seed, "init"))
+        return VAE(config.latent_dim, config.hidden_dim)
 
 
 def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None = None,
           resume: bool = False, progress: bool = True,
           on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a VAE; save a checkpoint after every epoch; return the model and loss history."""
-    return train_many([config], data, checkpoints=[checkpoint], resume=resume,
-                      progress=progress, on_epoch=on_epoch)[0]
+    device = resolve_device(config.device)
+    model = new_model(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
+                                 fused=fused_adam_supported(device))
+    shuffle_gen = seeds.generator(config.seed, "shuffle")
+    noise_gen = seeds.generator(config.seed, "noise", device=device)
+    history: list[dict] = []
+    if resume:
+        history = _resume(config, checkpoint, model, optimizer, shuffle_gen, noise_gen)
+
+    train_x = data.train.images.to(device)
+    eval_x = data.eval.images.to(device)
+    n = train_x.shape[0]
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    rate = _lr_schedule(config, steps_per_epoch)
+    # stop at the first non-finite step loss; on a GPU only once per epoch (no sync per step)
+    per_step_check = device.type == "cpu"
+    bar = _progress(config.epochs, len(history), progress)
+    try:
+        for epoch in range(len(history) + 1, config.epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            sums = torch.zeros(3, device=device)
+            order = torch.randperm(n, generator=shuffle_gen).to(device)
+            # dynamic binarization: a fresh Bernoulli draw per batch, seeded per epoch (resumable)
+            bin_gen = (seeds.generator(config.seed, "binarize", epoch, device=device)
+                       if config.binarize else None)
+            for i, batch_idx in enumerate(order.split(config.batch_size)):
+                if rate is not None:
+                    optimizer.param_groups[0]["lr"] = rate((epoch - 1) * steps_per_epoch + i)
+                x = train_x.index_select(0, batch_idx)
+                if bin_gen is not None:
+                    x = torch.bernoulli(x, generator=bin_gen)
+                logits, mu, logvar = model(x, generator=noise_gen)
+                parts = vae_loss(logits, x, mu, logvar, config.beta)
+                optimizer.zero_grad(set_to_none=True)
+                parts.total.backward()
+                optimizer.step()
+                step = torch.stack(parts).detach()
+                if per_step_check:
+                    _check_finite(float(step[0]), epoch, config, checkpoint)
+                sums += step
+            means = (sums / n).tolist()
+            _check_finite(means[0], epoch, config, checkpoint)
+            held = heldout_loss(model, eval_x, config.seed, config.beta)
+            row = {"epoch": epoch, "train_loss": means[0], "train_recon": means[1],
+                   "train_kl": means[2], "test_loss": held["loss"], "test_recon": held["recon"],
+                   "test_kl": held["kl"], "seconds": time.perf_counter() - started}
+            history.append(row)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, _state(config, epoch, model, optimizer, shuffle_gen,
+                                                   noise_gen, history))
+            if on_epoch is not None:
+                on_epoch(row)
+            bar.set_postfix(train=f"{row['train_loss']:.2f}", test=f"{row['test_loss']:.2f}")
+            bar.update(1)
+    finally:
+        bar.close()
+    return TrainResult(model=model.eval(), config=config, history=history)
 
 
 def train_many(configs: Sequence[TrainConfig], data: MNISTData, *,
                checkpoints: Sequence[str | Path | None] | None = None, resume: bool = False,
                progress: bool = True, on_epoch: Callable[[dict], None] | None = None
                ) -> list[TrainResult]:
-    """Train several VAEs that differ only in β together, each batch shared by all of them.
+    """Train several configurations one after another, each exactly as ``train`` would.
 
-    Each model gets what a single run with its config gets: the same initial weights, batch
-    order and noise (own generator), so results match single runs up to float rounding, at
-    a fraction of the cost. Each model has its own checkpoint, readable by ``train``.
-    ``seconds`` in the history is the group's epoch time divided by the number of models.
+    With ``resume``, members that have a checkpoint continue from it and the others start
+    (an interrupted group stops inside one member). Sequential on purpose: batching a sweep
+    group's models into one step was measured against this (BENCHMARKS.md, "One training
+    path") and did not pay for a second code path.
     """
     configs = list(configs)
     checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(configs)
-    first = configs[0]
-    if any(_group_key(c) != _group_key(first) for c in configs):
-        raise ValueError("train_many trains models that differ only in beta")
-    G = len(configs)
-    device = resolve_device(first.device)
-    models = []
-    for c in configs:
-        torch.manual_seed(c.seed)  # parameter initialisation, as in a single run
-        models.append(VAE(c.latent_dim, c.hidden_dim))
-    params = {n: t.to(device) for n, t in stack_models(models).items()}
-    models = [m.to(device) for m in models]
-    # fused Adam: one kernel for all parameters instead of a Python loop (measured faster on CPU)
-    optimizer = torch.optim.Adam(list(params.values()), lr=first.learning_rate, fused=True)
-    shuffle_gen = torch.Generator().manual_seed(first.seed)
-    noise_gens = [torch.Generator(device=device).manual_seed(c.seed + 1) for c in configs]
-    betas = torch.tensor([c.beta for c in configs], device=device)
-    histories: list[list[dict]] = [[] for _ in configs]
-    if resume:
-        histories = _resume(configs, checkpoints, params, optimizer, shuffle_gen, noise_gens)
-
-    train_x = data.train.images.to(device)
-    eval_x = data.eval.images.to(device)
-    n = train_x.shape[0]
-    start_epoch = len(histories[0]) + 1
-    steps_per_epoch = math.ceil(n / first.batch_size)
-    rate = _lr_schedule(first, steps_per_epoch)
-    # stop at the first non-finite step loss; on a GPU only once per epoch (no sync per step)
-    per_step_check = device.type == "cpu"
-    bar = _progress(first.epochs, start_epoch - 1, progress, G)
-    try:
-        for epoch in range(start_epoch, first.epochs + 1):
-            started = time.perf_counter()
-            sums = torch.zeros(G, 3, device=device)
-            order = torch.randperm(n, generator=shuffle_gen).to(device)
-            # dynamic binarization: a fresh Bernoulli draw per batch, seeded per epoch (resumable)
-            bin_gen = (torch.Generator(device=device).manual_seed(first.seed * 1_000_003 + epoch)
-                       if first.binarize else None)
-            for i, batch_idx in enumerate(order.split(first.batch_size)):
-                if rate is not None:
-                    optimizer.param_groups[0]["lr"] = rate((epoch - 1) * steps_per_epoch + i)
-                x = train_x.index_select(0, batch_idx)
-                if bin_gen is not None:
-                    x = torch.bernoulli(x, generator=bin_gen)
-                step = group_step(params, x, betas, noise_gens)  # sets every .grad
-                if per_step_check:
-                    _check_finite(step[:, 0].tolist(), epoch, configs, checkpoints)
-                sums += step
-                optimizer.step()
-            means = (sums / n).tolist()
-            _check_finite([m[0] for m in means], epoch, configs, checkpoints)
-            rows = []
-            for g, c in enumerate(configs):
-                copy_member(params, g, models[g])
-                held = loss_per_image(models[g], eval_x, c.beta,
-                                      eval_generator(c.seed, epoch, device))
-                rows.append({"epoch": epoch, "train_loss": means[g][0],
-                             "train_recon": means[g][1], "train_kl": means[g][2],
-                             "test_loss": held["loss"], "test_recon": held["recon"],
-                             "test_kl": held["kl"]})
-            seconds = (time.perf_counter() - started) / G
-            for g, row in enumerate(rows):
-                row["seconds"] = seconds
-                histories[g].append(row)
-                if checkpoints[g] is not None:
-                    save_checkpoint(checkpoints[g], _member_state(
-                        configs[g], g, epoch, params, optimizer, shuffle_gen, noise_gens[g],
-                        histories[g]))
-            for row in rows if on_epoch is not None else ():
-                on_epoch(row)
-            bar.set_postfix(train=f"{rows[0]['train_loss']:.2f}",
-                            test=f"{rows[0]['test_loss']:.2f}")
-            bar.update(1)
-    finally:
-        bar.close()
-    results = []
-    for g, c in enumerate(configs):
-        model = copy_member(params, g, models[g]).eval()
-        results.append(TrainResult(model=model, config=c, history=histories[g]))
-    return results
+    return [train(c, data, checkpoint=ckpt, progress=progress, on_epoch=on_epoch,
+                  resume=resume and ckpt is not None and Path(ckpt).is_file())
+            for c, ckpt in zip(configs, checkpoints, strict=True)]
 
 
 def _lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float] | None:
@@ -164,90 +155,70 @@ def _lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], f
     return lambda t: 0.5 * peak * (1.0 + math.cos(math.pi * t / total))
 
 
-def _check_finite(losses: list[float], epoch: int, configs: Sequence[TrainConfig],
-                  checkpoints: Sequence) -> None:
-    for c, loss, ckpt in zip(configs, losses, checkpoints, strict=True):
-        if not math.isfinite(loss):
-            kept = " The checkpoint of the last good epoch is kept." if ckpt else ""
-            which = f" (model with beta={c.beta:g})" if len(configs) > 1 else ""
-            raise TrainingError(
-                f"The training loss became {loss} in epoch {epoch}{which}: training diverged. "
-                f"Lower the learning rate (now {c.learning_rate}).{kept}")
+def _check_finite(loss: float, epoch: int, config: TrainConfig, checkpoint) -> None:
+    if not math.isfinite(loss):
+        kept = " The checkpoint of the last good epoch is kept." if checkpoint else ""
+        raise TrainingError(
+            f"The training loss became {loss} in epoch {epoch}: training diverged. "
+            f"Lower the learning rate (now {config.learning_rate}).{kept}")
 
 
-def _group_key(config: TrainConfig) -> dict:
-    return {k: v for k, v in config.to_dict().items() if k != "beta"}
-
-
-def _member_state(config: TrainConfig, g: int, epoch: int, params: dict, optimizer,
-                  shuffle_gen: torch.Generator, noise_gen: torch.Generator,
-                  history: list[dict]) -> dict:
-    """What ``train`` checkpoints for model ``g`` of a group (slices cloned: no shared storage)."""
+def _state(config: TrainConfig, epoch: int, model: VAE, optimizer: torch.optim.Optimizer,
+           shuffle_gen: torch.Generator, noise_gen: torch.Generator, history: list[dict]) -> dict:
+    """Everything needed to continue bit-identically, as tensors and plain data (on the CPU)."""
     opt = optimizer.state_dict()
-    state = {i: {k: (v[g].detach().cpu().clone() if k != "step" else v.detach().cpu().clone())
-                 for k, v in st.items()} for i, st in opt["state"].items()}
     return {
         "config": config.to_dict(), "epoch": epoch,
-        "model": {n: params[n][g].detach().cpu().clone() for n in NAMES},
-        "optimizer": {"state": state, "param_groups": opt["param_groups"]},
-        "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state()},
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "optimizer": {"state": {i: {k: v.detach().cpu().clone() for k, v in st.items()}
+                                for i, st in opt["state"].items()},
+                      "param_groups": opt["param_groups"]},
+        "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state().cpu()},
         "history": {c: [r[c] for r in history] for c in HISTORY_COLUMNS},
     }
 
 
-def _resume(configs, checkpoints, params, optimizer, shuffle_gen, noise_gens) -> list[list[dict]]:
-    """Load every member's checkpoint into the stacked state; return the histories."""
-    states = []
-    for c, path in zip(configs, checkpoints, strict=True):
-        if path is None or not Path(path).is_file():
-            raise CheckpointError(f"Nothing to resume: no checkpoint at {path}. Start the "
-                                  "run without --resume.")
-        state = load_checkpoint(path)
-        _check_resumable(config_of(state, path), c, path)
-        states.append(state)
-    if len({s["epoch"] for s in states}) > 1:
-        raise CheckpointError("The checkpoints of this group stopped at different epochs "
-                              f"({', '.join(str(p) for p in checkpoints)}); resume them one by "
-                              "one.")
-    path = checkpoints[0]
+def _resume(config: TrainConfig, path: str | Path | None, model: VAE,
+            optimizer: torch.optim.Optimizer, shuffle_gen: torch.Generator,
+            noise_gen: torch.Generator) -> list[dict]:
+    """Load the checkpoint into model, optimizer and generators; return the loss history."""
+    if path is None or not Path(path).is_file():
+        raise CheckpointError(f"Nothing to resume: no checkpoint at {path}. Start the run "
+                              "without --resume.")
+    state = load_checkpoint(path)
+    check_resumable(config_of(state, path), config, int(state.get("epoch", 0)), path)
     try:
-        for n in NAMES:
-            params[n].copy_(torch.stack([s["model"][n] for s in states]))
-        opts = [s["optimizer"] for s in states]
-        optimizer.load_state_dict({
-            "state": {i: {k: (torch.stack([o["state"][i][k] for o in opts]) if k != "step"
-                              else v) for k, v in st.items()}
-                      for i, st in opts[0]["state"].items()},
-            "param_groups": opts[0]["param_groups"]})
-        shuffle_gen.set_state(states[0]["rng"]["shuffle"])
-        for gen, s in zip(noise_gens, states, strict=True):
-            gen.set_state(s["rng"]["noise"].to("cpu"))
-        histories = []
-        for s in states:
-            hist = s["history"]
-            histories.append([dict(zip(hist, row, strict=True))
-                              for row in zip(*hist.values(), strict=True)])
-    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        # the rate follows the schedule of the run being resumed (a changed epoch count is
+        # allowed only with the constant rate, see check_resumable)
+        shuffle_gen.set_state(state["rng"]["shuffle"])
+        noise_gen.set_state(state["rng"]["noise"].to("cpu"))
+        hist = state["history"]
+        return [dict(zip(hist, row, strict=True)) for row in zip(*hist.values(), strict=True)]
+    except (KeyError, RuntimeError, ValueError, IndexError, TypeError) as exc:
         raise CheckpointError(f"Checkpoint {path} cannot be resumed "
                               f"({str(exc).splitlines()[0]}).") from None
-    return histories
 
 
-def _check_resumable(saved: TrainConfig, wanted: TrainConfig, path) -> None:
-    diffs = [f"{k}: checkpoint {getattr(saved, k)!r}, now {getattr(wanted, k)!r}"
-             for k in _RESUME_FIXED if getattr(saved, k) != getattr(wanted, k)]
-    if wanted.lr_schedule != "constant" and saved.epochs != wanted.epochs:
+def check_resumable(saved: TrainConfig, wanted: TrainConfig, trained_epochs: int, path) -> None:
+    """Refuse a resume that would not continue the checkpoint's own training."""
+    diffs = differences(saved, wanted, RESUME_MUST_MATCH)
+    if wanted.epochs != saved.epochs and wanted.lr_schedule != "constant":
         # the decay is spread over the planned epochs: another count changes every rate
-        diffs.append(f"epochs: checkpoint {saved.epochs}, now {wanted.epochs} "
+        diffs.append(f"epochs: {saved.epochs} before, {wanted.epochs} now "
                      f"(lr_schedule={wanted.lr_schedule} fixes the epoch count)")
     if diffs:
         raise CheckpointError(f"Cannot resume from {path}: it was trained with other settings ("
                               + "; ".join(diffs) + "). Use the same settings, or a new run folder.")
+    if wanted.epochs < trained_epochs:
+        raise CheckpointError(f"Cannot resume from {path} with epochs={wanted.epochs}: it has "
+                              f"already trained {trained_epochs} epochs. Give --epochs "
+                              f"{trained_epochs} or more.")
 
 
-def _progress(total: int, initial: int, enabled: bool, models: int = 1):
+def _progress(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    desc = "epochs" if models == 1 else f"epochs ({models} models)"
-    return tqdm(total=total, initial=initial, desc=desc, unit="epoch", disable=not enabled,
+    return tqdm(total=total, initial=initial, desc="epochs", unit="epoch", disable=not enabled,
                 leave=False)

@@ -1,11 +1,17 @@
-"""The hand-written (batched) training step gives autograd's losses and gradients."""
+"""The benchmark's hand-written (batched) training step gives autograd's losses and gradients,
+so the benchmark compares like with like."""
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from vae_core.fast_step import NAMES, copy_member, group_step, stack_models
-from vae_core.loss import vae_loss
-from vae_core.model import VAE
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from handwritten_step import NAMES, copy_member, group_step, stack_models  # noqa: E402
+
+from vae_core.loss import vae_loss  # noqa: E402
+from vae_core.model import VAE  # noqa: E402
 
 
 def test_names_follow_the_model():

@@ -1,10 +1,12 @@
 """The training step with hand-written gradients, for G models of one shape at once.
 
-Why: on a 2-core CPU the lab's model is so small that autograd's bookkeeping costs a large
-share of each step, and a sweep trains many such models. Here G models (same layer sizes, own
-weights, own β, own noise) share each batch: the first layer of all G is one wide matrix
+Kept only as a benchmark column (bench/alt_training.py): until issue 10 this was vae_core's
+training step; vae_core now trains with autograd. Why it existed: on a 2-core CPU the lab's
+model is so small that autograd's bookkeeping costs a large share of each step, and a sweep
+trains many such models. Here G models (same layer sizes, own weights, own β, own noise) share
+each batch: the first layer of all G is one wide matrix
 product, the rest are batched products. With G = 1 it is plain single-model training. Every
-gradient is checked against autograd in ``tests/test_fast_step.py``.
+gradient is checked against autograd in ``tests/test_bench_handwritten.py``.
 
 Per model (batch B, pixels D = 784, hidden H, latent k):
   a1 = x W1ᵀ + b1, h1 = relu(a1); μ = h1 Wμᵀ + bμ; s = h1 Wsᵀ + bs (log σ²)
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .model import VAE
+from vae_core.model import VAE
 
 # parameter names in VAE.named_parameters() order (the optimizer's order, too)
 NAMES = ("encoder.fc1.weight", "encoder.fc1.bias", "encoder.fc_mu.weight", "encoder.fc_mu.bias",
