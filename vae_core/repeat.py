@@ -110,8 +110,10 @@ def _read_runs(out_dir: Path) -> pd.DataFrame:
     path = out_dir / RUNS_FILE
     if not path.is_file():
         return pd.DataFrame(columns=RUN_COLUMNS)
+    from .pipeline import read_table  # every stored table is read one way (exact floats)
+
     try:
-        runs = pd.read_csv(path)
+        runs = read_table(path)
     except (OSError, ValueError) as exc:
         raise RunDirError(f"{path} is unreadable ({exc}). Delete it to start again.") from None
     if list(runs.columns) != RUN_COLUMNS:
