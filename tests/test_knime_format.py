@@ -377,13 +377,15 @@ def test_environment_yml_matches_pyproject():
     deps = [d for d in env["dependencies"] if isinstance(d, str)]
     assert "python=3.11" in deps and "knime-python-base=5.5" in deps and "pip" in deps
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert pip == ["-e ."]
-    names = {re.split(r"[=<>]", d)[0] for d in deps}
+    # torch and torchvision come from PyPI as a matching pair (tests/test_versions.py checks
+    # that every bound equals pyproject's)
+    assert pip[-1] == "-e ." and [re.split(r"[=<>]", d)[0] for d in pip[:-1]] == [
+        "torch", "torchvision"]
+    names = {re.split(r"[=<>]", d)[0] for d in deps + pip[:-1]}
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    conda_name = {"torch": "pytorch"}
     for req in project["dependencies"]:
         name = re.split(r"[<>=!~ \[]", req)[0].lower()
-        assert conda_name.get(name, name) in names, f"{name} missing from environment.yml"
+        assert name in names, f"{name} missing from environment.yml"
     assert not [n for n in names if n == "knime"], "never install a package named knime"
 
 
