@@ -13,7 +13,7 @@ import torch
 # Stream names and their fixed ids. Append only: an id, once used, keeps its meaning.
 STREAMS = {
     "init": 1,  # initial weights
-    "split": 2,  # the 80/20 split of the training file
+    "split": 2,  # the 80/20 split of the training file (the run seed itself, see below)
     "shuffle": 3,  # batch order
     "noise": 4,  # reparameterization noise while training
     "binarize": 5,  # dynamic binarization of training batches (indexed by epoch)
@@ -33,6 +33,10 @@ def derive_seed(seed: int, stream: str, *index: int) -> int:
     """A 63-bit seed for ``stream`` (and optional indices such as the epoch) of run ``seed``."""
     if stream not in STREAMS:
         raise KeyError(f"unknown random stream {stream!r}")
+    if stream == "split" and not index:
+        # the lab splits with random_split(generator=manual_seed(seed)); using the seed itself
+        # keeps our 80/20 split image-for-image the lab's
+        return int(seed)
     state = np.random.SeedSequence([int(seed), STREAMS[stream], *map(int, index)])
     return int(state.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
