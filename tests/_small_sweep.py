@@ -12,6 +12,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# the settings of the small sweep, for tests that run it again with the library
+SMALL_SWEEP = {"base": {"epochs": 1, "train_limit": 800, "eval_limit": 200, "device": "cpu"},
+               "latent_dims": [2, 3], "betas": [1.0, 2.0], "iw_k": 10, "iw_images": 40}
+
 
 @functools.cache
 def small_sweep(mnist_dir: Path) -> Path:

@@ -13,16 +13,33 @@ from vae_core.errors import DataError, TableError
 from vae_core.tables import PIXEL_COLUMNS, images_from_table
 
 
+def _idx_layout(blob: bytes):
+    """What a correct IDX reader must make of ``blob``: (shape, header length) or None."""
+    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] != 8 or not 1 <= blob[3] <= 4:
+        return None
+    header = 4 + 4 * blob[3]
+    if len(blob) < header:
+        return None
+    shape = tuple(int.from_bytes(blob[4 + 4 * i:8 + 4 * i], "big") for i in range(blob[3]))
+    return (shape, header) if len(blob) == header + int(np.prod(shape, dtype=np.int64)) else None
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.binary(max_size=300))
+@given(st.one_of(st.binary(max_size=300),
+                 st.builds(lambda n, d, body: bytes([0, 0, 8, n]) + d[:4 * n] + body,
+                           st.integers(0, 5), st.binary(min_size=20, max_size=20),
+                           st.binary(max_size=40))))
 def test_read_idx_on_arbitrary_bytes(blob):
+    layout = _idx_layout(blob)
     try:
         arr = read_idx(blob)
     except DataError as exc:
-        assert str(exc)
+        assert layout is None, exc  # refused only what is not an IDX file
+        assert str(exc).startswith("IDX data ")
         return
-    assert arr.dtype == np.uint8
-    assert 4 + 4 * arr.ndim + arr.size == len(blob)
+    assert layout is not None
+    shape, header = layout
+    assert arr.dtype == np.uint8 and arr.shape == shape and arr.tobytes() == blob[header:]
 
 
 @settings(max_examples=300, deadline=None)
@@ -35,13 +52,36 @@ def test_read_idx_on_wellformed_headers_with_wrong_payload(ndim, dims, payload, 
     try:
         arr = read_idx(header + body)
     except DataError as exc:
-        assert "truncated" in str(exc) or "longer" in str(exc)
+        word = "truncated" if len(body) < expected else "longer than its header says"
+        assert len(body) != expected and f"IDX data is {word}: {len(header) + len(body)} " \
+            f"bytes, expected {len(header) + expected}" in str(exc)
         return
-    assert arr.shape == tuple(dims[:ndim])
+    assert len(body) == expected
+    assert arr.shape == tuple(dims[:ndim]) and arr.tobytes() == body
 
 
 _values = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
                     st.integers(-1000, 1000), st.none(), st.text(max_size=3), st.booleans())
+
+
+def _expected_pixels(kind: str, value, n_rows: int):
+    """What images_from_table must give: ("error", words of the message) or ("ok", pixel)."""
+    if kind == "drop":
+        return "error", "lacks 1 of the 784 pixel columns"
+    if n_rows == 0:
+        return "error", "is empty"
+    if kind == "extra":  # the 0.25 frame with a text column beside the pixels
+        return "ok", 0.25
+    if kind == "mixed" or value is None or isinstance(value, bool | str):
+        return "error", "is not numeric"  # an object column, or booleans, or text
+    v = float(value)
+    if not np.isfinite(v):
+        return "error", "missing or non-finite pixels"
+    if v < 0 or v > 255:
+        return "error", "must be in [0, 1]"
+    if v > 1 and v != round(v):
+        return "error", "are not whole grey levels"
+    return "ok", (v / 255.0 if v > 1 else v)
 
 
 @pytest.mark.filterwarnings("ignore:Pixel values of the input table go up to")  # 0-255 input
@@ -60,13 +100,16 @@ def test_images_from_table_on_arbitrary_frames(data):
     elif kind == "drop":
         frame = frame.drop(columns=data.draw(st.sampled_from(PIXEL_COLUMNS)))
     else:
+        kind = "extra"
         extra = data_frames([column("note", elements=st.text(max_size=3))], index=range_indexes(
             min_size=n_rows, max_size=n_rows))
         frame = pd.concat([frame, data.draw(extra)], axis=1)
+    outcome, expected = _expected_pixels(kind, value, n_rows)
     try:
         images = images_from_table(frame)
     except TableError as exc:
-        assert str(exc)
+        assert outcome == "error" and expected in str(exc), (kind, value, str(exc))
         return
+    assert outcome == "ok", (kind, value)
     assert images.dtype == torch.float32 and images.shape == (n_rows, 784)
-    assert torch.isfinite(images).all() and images.min() >= 0 and images.max() <= 1
+    assert torch.equal(images, torch.full((n_rows, 784), float(np.float32(expected))))

@@ -40,7 +40,7 @@ def test_zero_kl_model_has_no_active_units(small_data):
     assert list(dims.columns) == ["dim", "mu_variance", "kl", "active"]
     assert dims["kl"].abs().max() < 1e-12
     assert E.active_units(m, x) == 0
-    assert E.elbo_parts(m, x)["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert E.heldout_loss(m, x, seed=0)["kl"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_active_units_counts_only_dimensions_that_vary(small_data):
@@ -52,7 +52,11 @@ def test_active_units_counts_only_dimensions_that_vary(small_data):
     dims = E.latent_dimensions(m, x)
     assert dims["active"].tolist() == [False, True, False]
     assert E.active_units(m, x) == 1
-    assert dims.loc[1, "kl"] > 0 and dims.loc[0, "kl"] == pytest.approx(0.0, abs=1e-12)
+    # log σ² = 0 everywhere, so KL(N(μ, 1) ‖ N(0, 1)) = μ² / 2 per image
+    mu = E.encode(m, x)[0].double()
+    assert dims["mu_variance"].tolist() == pytest.approx(mu.var(0, unbiased=False).tolist())
+    assert dims["kl"].tolist() == pytest.approx([0.0, float((mu[:, 1] ** 2 / 2).mean()), 0.0],
+                                                abs=1e-12, rel=1e-9)
 
 
 def test_bound_of_collapsed_model_is_the_exact_bce_for_every_k_and_chunking(small_data):
@@ -70,14 +74,14 @@ def test_bound_of_collapsed_model_is_the_exact_bce_for_every_k_and_chunking(smal
 def test_l1_equals_the_elbo_in_expectation(trained, small_data):
     x = small_data.eval.images[:250].repeat(16, 1)  # 4,000 draws
     l1 = E.importance_bound_per_image(trained, x, 1, torch.Generator().manual_seed(3)).double()
-    elbo = E.elbo_parts(trained, x, torch.Generator().manual_seed(4))["neg_elbo"]
+    elbo = E.heldout_loss(trained, x, seed=4)["neg_elbo"]
     se = float(l1.std()) / math.sqrt(len(l1))
     assert abs(float(l1.mean()) - elbo) < 4 * se + 0.05
 
 
 def test_lk_is_at_least_the_elbo_and_non_decreasing_in_k(trained, small_data):
     x = small_data.eval.images[:200]
-    elbo = E.elbo_parts(trained, x, torch.Generator().manual_seed(5))["neg_elbo"]
+    elbo = E.heldout_loss(trained, x, seed=5)["neg_elbo"]
     b = {k: E.importance_sampled_bound(trained, x, k=k, seed=6)["value"] for k in (1, 10, 100)}
     # -L_k (nats) is an upper bound that shrinks as k grows
     assert b[10] <= b[1] + 0.05 and b[100] <= b[10] + 0.05
@@ -142,12 +146,20 @@ def test_pca_finds_the_main_axis():
 
 
 def test_latent_probe_table(trained, small_data):
+    """Each row is the two probes on its features: μ(x) of the model, and the PCA projection of
+    the same dimension fit on the training images."""
     tr, ev = small_data.train, small_data.eval
-    df = E.latent_probe(trained, tr.images[:1000], tr.labels[:1000], ev.images, ev.labels)
+    xtr, ytr = tr.images[:1000], tr.labels[:1000]
+    df = E.latent_probe(trained, xtr, ytr, ev.images, ev.labels)
     assert df["features"].tolist() == ["vae_mu", "pca"]
-    assert (df["dim"] == 4).all()
-    assert df[["knn_accuracy", "logreg_accuracy"]].ge(0.2).all().all()  # well above chance
-    assert df[["knn_accuracy", "logreg_accuracy"]].le(1).all().all()
+    assert df["dim"].tolist() == [4, 4]
+    pca = E.PCA(xtr)
+    feats = {"vae_mu": (E.encode(trained, xtr)[0], E.encode(trained, ev.images)[0]),
+             "pca": (pca.transform(xtr, 4), pca.transform(ev.images, 4))}
+    for row in df.itertuples():
+        ftr, fte = feats[row.features]
+        assert row.knn_accuracy == E.knn_accuracy(ftr, ytr, fte, ev.labels, k=5)
+        assert row.logreg_accuracy == E.logistic_accuracy(ftr, ytr, fte, ev.labels)
 
 
 def test_interpolation_endpoints_and_table(trained, small_data):
@@ -164,14 +176,68 @@ def test_interpolation_endpoints_and_table(trained, small_data):
         E.interpolate(trained, a, b, steps=1)
 
 
-def test_smoothness_proxies(trained, small_data):
+class _LinearDecoderVAE(VAE):
+    """A VAE whose decoder is affine in z: decode(z) = 0.5 + z W, W = gain · (orthonormal rows)."""
+
+    def __init__(self, latent_dim: int, gain: float) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            super().__init__(latent_dim, 16)
+            q, _ = torch.linalg.qr(torch.randn(784, latent_dim, dtype=torch.float64))
+        self.register_buffer("w", gain * q.T.float())
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return 0.5 + z @ self.w
+
+
+class _StepDecoderVAE(VAE):
+    """A VAE whose decoded image jumps once, where z1 crosses 0, and is constant elsewhere."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return (z[..., :1] > 0).to(z.dtype).expand(*z.shape[:-1], 784)
+
+
+def test_roughness_is_one_for_a_decoder_linear_along_the_path(small_data):
     x = small_data.eval.images
-    r = E.interpolation_roughness(trained, x, n_pairs=50, steps=8)
-    assert r["pairs"] > 0 and 1.0 <= r["roughness"] <= 7.0  # max/mean of 7 steps is in [1, 7]
-    assert E.decoder_gain(trained, x, n=100) > 0
+    r = E.interpolation_roughness(_LinearDecoderVAE(3, gain=0.7), x, n_pairs=50, steps=8)
+    assert r["roughness"] == pytest.approx(1.0, abs=1e-5)  # every step is the same size
+
+
+def test_roughness_of_a_single_jump_is_the_number_of_steps(small_data):
+    x = small_data.eval.images
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        m = _StepDecoderVAE(2, 16).eval()
+    with torch.no_grad():  # centre μ1 on the data: half the images on each side of z1 = 0
+        m.encoder.fc_mu.bias[0] -= E.encode(m, x)[0][:, 0].median()
+    r = E.interpolation_roughness(m, x, n_pairs=200, steps=16)
+    assert 0 < r["pairs"] < 200  # pairs on one side of z1 = 0 never change: left out
+    # a straight path crosses z1 = 0 at most once: one of its 15 steps jumps, max / mean = 15
+    assert r["roughness"] == pytest.approx(15.0, rel=1e-9)
+
+
+def test_decoder_gain_is_the_lipschitz_constant_of_a_linear_decoder(small_data):
+    x = small_data.eval.images
+    for gain in (0.5, 3.0):
+        assert E.decoder_gain(_LinearDecoderVAE(4, gain), x, n=100) == pytest.approx(gain,
+                                                                                     rel=1e-3)
     flat = _collapsed()  # a decoder that ignores z: no change along any path
     assert E.decoder_gain(flat, x, n=100) == pytest.approx(0.0, abs=1e-9)
     assert E.interpolation_roughness(flat, x, n_pairs=10)["pairs"] == 0
+
+
+def test_heldout_loss_streams(trained, small_data):
+    """One estimator: the stream names its noise; the same seed and stream give the same number,
+    another stream other noise, and neg_elbo is recon + KL whatever β weights the loss."""
+    x = small_data.eval.images[:300]
+    a = E.heldout_loss(trained, x, seed=3)
+    assert a == E.heldout_loss(trained, x, seed=3, stream="heldout")
+    assert a["neg_elbo"] == a["recon"] + a["kl"] == pytest.approx(a["loss"], rel=1e-6)  # β = 1
+    b = E.heldout_loss(trained, x, seed=3, stream="iw_subset")
+    assert b["neg_elbo"] != a["neg_elbo"] and b == E.heldout_loss(trained, x, 3, stream="iw_subset")
+    w = E.heldout_loss(trained, x, seed=3, beta=4.0)
+    assert (w["recon"], w["kl"], w["neg_elbo"]) == (a["recon"], a["kl"], a["neg_elbo"])
+    assert w["loss"] == pytest.approx(a["recon"] + 4.0 * a["kl"], rel=1e-6)
 
 
 def test_binarized_mode(mnist_dir, small_config, tmp_path):

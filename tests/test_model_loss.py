@@ -54,8 +54,14 @@ def test_model_shapes_and_output_range():
     x = torch.rand(7, 784)
     logits, mu, logvar = model(x)
     assert logits.shape == (7, 784) and mu.shape == (7, 5) and logvar.shape == (7, 5)
-    probs = model.decode(mu)
-    assert probs.min() >= 0 and probs.max() <= 1
+    # decode gives pixel probabilities: sigmoid of the decoder's logits; a decoder with zero
+    # weights decodes every code to sigmoid(bias), the pixel probabilities set in its bias
+    p = torch.linspace(0.01, 0.99, 784)
+    with torch.no_grad():
+        for lin in (model.decoder.fc1, model.decoder.fc2):
+            lin.weight.zero_()
+        model.decoder.fc2.bias.copy_(torch.logit(p))
+    assert torch.allclose(model.decode(mu), p.expand(7, 784), atol=1e-6)
     # the lab's layer layout: 784 -> hidden -> (mu, logvar); latent -> hidden -> 784
     assert model.encoder.fc1.in_features == 784 and model.decoder.fc2.out_features == 784
 

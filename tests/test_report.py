@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,9 +17,12 @@ from _small_sweep import small_sweep
 from vae_core.cli import main
 from vae_core.config import TrainConfig
 from vae_core.errors import RunDirError
+from vae_core.pipeline import read_table
 from vae_core.report import build_report, format_value
+from vae_core.sweep import REPEATS_DIR
 
 PNG = b"\x89PNG\r\n\x1a\n"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class _Page(HTMLParser):
@@ -94,8 +100,8 @@ def _same(cell: str, value) -> bool:
                                         else 6e-5)
 
 
-def _check_table(table: dict, csv: Path) -> None:
-    df = pd.read_csv(csv)
+def _check_table(table: dict, path: Path) -> None:
+    df = read_table(path)  # .csv or .parquet
     assert set(table["header"]) <= set(df.columns)
     assert len(table["rows"]) == len(df)
     for row, (_, rec) in zip(table["rows"], df.iterrows(), strict=True):
@@ -134,23 +140,48 @@ def test_sweep_report_embeds_every_figure_and_matches_the_csvs(sweep_dir, tmp_pa
     assert len(by_id["table-targets"]["rows"]) == len(claims["targets"])
 
 
-def test_sweep_report_shows_seed_repeats(sweep_dir, tmp_path, mnist_dir):
-    import shutil
+def _make_commands(target: str) -> list[list[str]]:
+    """The ``vae-mnist`` command lines ``make -n TARGET`` prints (nothing is run)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    proc = subprocess.run(["make", "-n", "--no-print-directory", target], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    lines = proc.stdout.replace("\\\n", " ").splitlines()
+    return [words[1:] for words in map(shlex.split, lines)
+            if words and words[0].endswith("/vae-mnist")]
 
+
+def _option(words: list[str], name: str) -> str:
+    return words[words.index(name) + 1]
+
+
+def test_make_targets_writes_where_the_report_of_make_experiments_looks():
+    experiments = _make_commands("experiments")
+    sweep_out = Path(_option(next(w for w in experiments if w[0] == "sweep"), "--out"))
+    assert [w for w in experiments if w[0] == "report"] == [["report", str(sweep_out)]]
+    repeats = [Path(_option(w, "--out")) for w in _make_commands("targets") if w[0] == "repeat"]
+    assert [r.name for r in repeats] == ["lab", "tuned"]
+    assert {r.parent for r in repeats} == {sweep_out / REPEATS_DIR}
+
+
+def test_sweep_report_shows_seed_repeats(sweep_dir, tmp_path, mnist_dir):
+    """A `vae-mnist repeat` folder where `make targets` writes (REPEATS_DIR of the sweep)
+    appears in `vae-mnist report` of the sweep folder."""
     from vae_core.repeat import run_repeats
 
     folder = tmp_path / "sweep"
     shutil.copytree(sweep_dir, folder)
     base = TrainConfig(epochs=1, train_limit=1000, eval_limit=200, device="cpu",
                        lr_schedule="cosine")
-    run_repeats(folder / "repeats" / "tuned", base, [2], [0, 1], data_dir=mnist_dir,
+    run_repeats(folder / REPEATS_DIR / "tuned", base, [2], [0, 1], data_dir=mnist_dir,
                 log=lambda m: None)
-    page = _parse(build_report(folder))
-    table = {t["id"]: t for t in page.tables}["table-repeats-0"]
-    assert table["source"] == "repeats/tuned/summary.csv"
-    _check_table(table, folder / "repeats" / "tuned" / "summary.csv")
+    assert main(["report", str(folder), "-q"]) == 0
+    text = (folder / "report.html").read_text()
+    table = {t["id"]: t for t in _parse(text).tables}["table-repeats-0"]
+    assert table["source"] == f"{REPEATS_DIR}/tuned/summary.csv"
+    _check_table(table, folder / REPEATS_DIR / "tuned" / "summary.csv")
     assert "tuned: beta = 1, epochs = 1, batch_size = 128, learning_rate = 0.001, lr_schedule = " \
-        "cosine" in build_report(folder)
+        "cosine" in text
 
 
 def test_run_report_has_configuration_loss_lab_figures_and_metrics(sweep_dir):
@@ -172,18 +203,34 @@ def test_run_report_has_configuration_loss_lab_figures_and_metrics(sweep_dir):
     assert any("BCE bound" in k for k in metrics) and not any("NLL" in k for k in metrics)
 
 
-def test_report_of_a_plain_run_folder_evaluates_it_first(tmp_path, mnist_dir):
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_report_of_a_plain_run_folder_evaluates_it_first(tmp_path, mnist_dir, fmt):
+    """The evaluation's tables follow the run's table format, and the report reads either."""
     from vae_core.pipeline import run_training
 
     cfg = TrainConfig(epochs=1, train_limit=500, eval_limit=120, device="cpu", latent_dim=3)
-    run_training(cfg, tmp_path / "run", data_dir=mnist_dir, progress=False, log=lambda m: None)
-    assert main(["report", str(tmp_path / "run"), "--data-dir", str(mnist_dir), "-q",
+    run = tmp_path / "run"
+    run_training(cfg, run, data_dir=mnist_dir, progress=False, log=lambda m: None,
+                 table_format=fmt)
+    assert main(["report", str(run), "--data-dir", str(mnist_dir), "-q",
                  "--iw-k", "5", "--iw-images", "10"]) == 0
-    text = (tmp_path / "run" / "report.html").read_text()
-    assert (tmp_path / "run" / "metrics.json").is_file()
-    page = _parse(text)
-    _check_images(page, tmp_path / "run")
-    assert "fig-interpolation" in text and "table-metrics" in text
+    assert sorted(p.name for p in (run / "tables").iterdir()) == sorted(
+        f"{name}.{fmt}" for name in ("loss", "samples", "latent", "reconstructions", "generated",
+                                     "latent_dims", "probe", "interpolation"))
+    page = _parse((run / "report.html").read_text())
+    assert _check_images(page, run) == {f"figures/{p.name}" for p in (run / "figures").glob("*")}
+    assert "figures/interpolation.png" in _check_images(page, run)
+    by_id = {t["id"]: t for t in page.tables}
+    for name in ("loss", "latent_dims", "probe"):
+        assert by_id[f"table-{name}"]["source"] == f"tables/{name}.{fmt}"
+        _check_table(by_id[f"table-{name}"], run / "tables" / f"{name}.{fmt}")
+    m = json.loads((run / "metrics.json").read_text())
+    shown = dict(by_id["table-metrics"]["rows"])
+    assert shown["active units"] == f"{m['active_units']} of 3"
+    assert _same(shown["held-out neg-ELBO at β = 1 (nats/image)"], m["neg_elbo"])
+    last = read_table(run / "tables" / f"loss.{fmt}").iloc[-1]
+    # one estimator: the metrics' neg-ELBO is the loss table's last held-out recon + KL
+    assert m["neg_elbo"] == last["test_recon"] + last["test_kl"]
 
 
 def test_report_user_errors(tmp_path, capsys):
@@ -201,8 +248,6 @@ def test_format_value():
 
 
 def test_sweep_folder_from_before_lr_schedule_still_reports_and_resumes(sweep_dir, tmp_path):
-    import shutil
-
     from vae_core.sweep import SWEEP_FILE, _check_sweep_file, load_sweep
 
     folder = tmp_path / "old"
@@ -216,5 +261,5 @@ def test_sweep_folder_from_before_lr_schedule_still_reports_and_resumes(sweep_di
     settings = {t["id"]: t for t in _parse(build_report(folder)).tables}["table-settings"]
     assert ["lr_schedule", "constant"] in settings["rows"]
     current["shared"]["lr_schedule"] = "cosine"
-    with pytest.raises(RunDirError, match="lr_schedule: folder 'constant', now 'cosine'"):
+    with pytest.raises(RunDirError, match="lr_schedule: 'constant' before, 'cosine' now"):
         _check_sweep_file(folder, current)

@@ -35,7 +35,20 @@ def test_training_lowers_the_loss(three_epochs):
     assert t["test_loss"].iloc[-1] < t["test_loss"].iloc[0]
     # per-image nats, recon + KL = loss at beta 1
     assert (t["test_recon"] + t["test_kl"] - t["test_loss"]).abs().max() < 1e-3
-    assert t["test_loss"].between(45.5, 550).all()
+
+
+def test_checkpoint_holds_the_model_of_the_last_loss_row(three_epochs, small_data):
+    """The saved model, evaluated with the one held-out estimator, gives the last row exactly."""
+    from vae_core.checkpoint import load_model
+    from vae_core.evaluate import heldout_loss
+
+    cfg, result, path = three_epochs
+    model, saved = load_model(path)
+    assert saved == cfg
+    last = result.history[-1]
+    again = heldout_loss(model, small_data.eval.images, cfg.seed, cfg.beta)
+    assert (again["loss"], again["recon"], again["kl"]) == \
+        (last["test_loss"], last["test_recon"], last["test_kl"])
 
 
 def test_same_config_gives_identical_loss_table(three_epochs, small_data):
@@ -171,6 +184,8 @@ def test_interrupted_group_resumes_like_uninterrupted(small_config, small_data, 
 
 
 def test_cosine_schedule_rates():
+    import math
+
     from vae_core.config import TrainConfig
     from vae_core.train import _lr_schedule
 
@@ -180,7 +195,7 @@ def test_cosine_schedule_rates():
     assert rates[0] == pytest.approx(0.002)
     assert rates[20] == pytest.approx(0.001)
     assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
-    assert 0 < rates[-1] < 0.002 * 0.01
+    assert rates[-1] == pytest.approx(0.001 * (1 + math.cos(math.pi * 39 / 40)), rel=1e-12)
 
 
 def test_cosine_run_uses_the_schedule_and_resumes_exactly(small_config, small_data, tmp_path):

@@ -1,10 +1,11 @@
 """vae_core: a Variational Autoencoder on MNIST as a plain Python library (no KNIME imports).
 
-Modules: ``data`` (MNIST files and splits), ``model``, ``loss``, ``fast_step`` (hand-written
-gradients), ``train`` (single and grouped training), ``checkpoint``, ``evaluate`` (metrics),
-``tables`` (DataFrames for KNIME), ``plots`` / ``eval_plots``, ``pipeline`` (the whole lab job),
-``sweep`` (experiments), ``report`` (HTML), ``artifact`` + ``steps`` (what the KNIME node
-scripts call), ``cli``.
+One concern per module (README, "Development", lists them): settings ``config`` and random
+streams ``seeds``; ``data``; ``model`` and ``loss``; ``train`` and ``checkpoint``; metric
+functions ``evaluate`` and one model's full evaluation ``evaluation``; ``tables``; figures
+``plots`` / ``eval_plots``; the lab's job ``pipeline`` in run folders ``rundir``; experiments
+``sweep``, ``claims``, ``repeat``; ``report`` (HTML); ``artifact`` + ``steps`` (what the KNIME
+node scripts call); ``cli``; ``files``, ``errors``.
 """
 
 from .config import TrainConfig

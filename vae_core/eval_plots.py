@@ -5,13 +5,14 @@ Kept apart from ``plots`` (the lab's own figures) so each module stays about one
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .plots import _grid, _image_figure, plt
+from .plots import _grid, _image_figure, new_figure
 
 KL_FLOOR = 1e-3  # nats; the log axis needs a floor for collapsed (0-KL) dimensions
 
@@ -27,7 +28,8 @@ def interpolation_grid_figure(strips: list[tuple[str, torch.Tensor]],
     n = len(strips[0][1])
     grid = _grid(torch.cat([s for _, s in strips]), n)
     h, w = grid.shape
-    fig, ax = plt.subplots(figsize=(w / 28 * 0.55 + 1.4, h / 28 * 0.55 + 0.6))
+    fig = new_figure((w / 28 * 0.55 + 1.4, h / 28 * 0.55 + 0.6))
+    ax = fig.add_subplot()
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks([2 + 30 * i + 14 for i in range(len(strips))], [lab for lab, _ in strips])
     ax.set_xticks([])
@@ -40,20 +42,21 @@ def interpolation_grid_figure(strips: list[tuple[str, torch.Tensor]],
 
 
 def _beta_colors(betas) -> dict[float, tuple]:
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     betas = sorted(set(betas))
     return {b: cmap(i / max(len(betas) - 1, 1) * 0.9) for i, b in enumerate(betas)}
 
 
 def _latent_colors(latents) -> dict[int, tuple]:
-    cmap = plt.get_cmap("plasma")
+    cmap = matplotlib.colormaps["plasma"]
     latents = sorted(set(latents))
     return {z: cmap(i / max(len(latents) - 1, 1) * 0.85) for i, z in enumerate(latents)}
 
 
 def tradeoff_figure(exp: pd.DataFrame) -> Figure:
     """Reconstruction (BCE) against KL, one line per latent size through its β values."""
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig = new_figure((7, 5))
+    ax = fig.add_subplot()
     colors = _latent_colors(exp["latent_dim"])
     for z, grp in exp.sort_values("beta").groupby("latent_dim"):
         ax.plot(grp["kl"], grp["recon"], marker="o", color=colors[z], label=f"z = {z}")
@@ -71,7 +74,8 @@ def tradeoff_figure(exp: pd.DataFrame) -> Figure:
 
 def metrics_vs_latent_figure(exp: pd.DataFrame) -> Figure:
     """neg-ELBO (β = 1), reconstruction, active units and kNN accuracy against latent size."""
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
+    fig = new_figure((10, 7.5))
+    axes = fig.subplots(2, 2)
     colors = _beta_colors(exp["beta"])
     panels = [("neg_elbo", "held-out neg-ELBO at β = 1 (nats)"),
               ("recon", "held-out reconstruction BCE (nats)"),
@@ -101,8 +105,8 @@ def metrics_vs_latent_figure(exp: pd.DataFrame) -> Figure:
 def kl_per_dim_figure(dims: pd.DataFrame) -> Figure:
     """KL per latent dimension (sorted, largest first), one panel per latent size, lines per β."""
     latents = sorted(dims["latent_dim"].unique())
-    fig, axes = plt.subplots(1, len(latents), figsize=(3.2 * len(latents) + 0.5, 3.6),
-                             squeeze=False)
+    fig = new_figure((3.2 * len(latents) + 0.5, 3.6))
+    axes = fig.subplots(1, len(latents), squeeze=False)
     colors = _beta_colors(dims["beta"])
     for ax, z in zip(axes[0], latents, strict=True):
         sub = dims[dims["latent_dim"] == z]
@@ -127,8 +131,8 @@ def kl_per_dim_figure(dims: pd.DataFrame) -> Figure:
 def loss_curves_figure(histories: pd.DataFrame) -> Figure:
     """Held-out training loss (BCE + β·KL) per epoch, one panel per latent size, lines per β."""
     latents = sorted(histories["latent_dim"].unique())
-    fig, axes = plt.subplots(1, len(latents), figsize=(3.2 * len(latents) + 0.5, 3.6),
-                             squeeze=False, sharey=False)
+    fig = new_figure((3.2 * len(latents) + 0.5, 3.6))
+    axes = fig.subplots(1, len(latents), squeeze=False, sharey=False)
     colors = _beta_colors(histories["beta"])
     for ax, z in zip(axes[0], latents, strict=True):
         sub = histories[histories["latent_dim"] == z]
@@ -147,7 +151,8 @@ def loss_curves_figure(histories: pd.DataFrame) -> Figure:
 
 def smoothness_figure(exp: pd.DataFrame) -> Figure:
     """The smoothness proxy (interpolation roughness) and detail (reconstruction) against β."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure((10, 4))
+    axes = fig.subplots(1, 2)
     colors = _latent_colors(exp["latent_dim"])
     for z, grp in exp.sort_values("beta").groupby("latent_dim"):
         axes[0].plot(grp["beta"], grp["roughness"], marker="o", color=colors[z], label=f"z = {z}")

@@ -1,6 +1,6 @@
-"""Evaluation of a trained VAE: held-out loss, latent means, reconstructions, samples, and the
-metrics that judge a model (neg-ELBO at β = 1, importance-sampled bound, active units, latent
-probes, interpolation)."""
+"""Metric functions for a trained VAE: held-out loss, latent means, reconstructions, samples,
+and the measures that judge a model (neg-ELBO, importance-sampled bound, active units, latent
+probes, interpolation). ``evaluation`` runs them all on one model with the run's seeds."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from . import seeds
 from .loss import kl_divergence, vae_loss
 from .model import VAE
 
@@ -20,24 +21,6 @@ EVAL_BATCH = 4096
 
 def _device_of(model: VAE) -> torch.device:
     return next(model.parameters()).device
-
-
-@torch.no_grad()
-def loss_per_image(model: VAE, x: torch.Tensor, beta: float = 1.0,
-                   generator: torch.Generator | None = None,
-                   batch_size: int = EVAL_BATCH) -> dict[str, float]:
-    """Mean per-image loss, reconstruction (BCE) and KL, with one z sample per image."""
-    was_training = model.training
-    model.eval()
-    device = _device_of(model)
-    sums = torch.zeros(3, device=device)
-    for chunk in x.split(batch_size):
-        chunk = chunk.to(device)
-        logits, mu, logvar = model(chunk, generator=generator)
-        sums += torch.stack(vae_loss(logits, chunk, mu, logvar, beta))
-    model.train(was_training)
-    total, recon, kl = (sums / max(len(x), 1)).tolist()
-    return {"loss": total, "recon": recon, "kl": kl}
 
 
 @torch.no_grad()
@@ -96,16 +79,17 @@ def manifold(model: VAE, n: int = 20, lo: float = 0.05, hi: float = 0.95
 LOG_2PI = math.log(2 * math.pi)
 
 
-def heldout_loss(model: VAE, x: torch.Tensor, seed: int, beta: float = 1.0) -> dict[str, float]:
+def heldout_loss(model: VAE, x: torch.Tensor, seed: int, beta: float = 1.0,
+                 stream: str = "heldout") -> dict[str, float]:
     """The project's one held-out estimate: loss, recon, KL and neg-ELBO (= recon + KL, β = 1).
 
-    One z sample per image from the run's "heldout" stream, the same noise at every epoch, so the
-    loss table's last row, the sweep, ``repeat`` and the docs report the same number for a model.
+    One z sample per image from the run's ``stream`` (default "heldout", the same noise at every
+    epoch), so the loss table's last row, the sweep, ``repeat`` and the docs report the same
+    number for a model. The training loss of a β ≠ 1 model weights the KL; only recon + 1·KL is
+    an ELBO, so ``neg_elbo`` is what models of different β are compared on.
     """
-    from .seeds import generator
-
-    parts = loss_per_image(model, _flat(x), beta, generator(seed, "heldout",
-                                                             device=_device_of(model)))
+    noise = seeds.generator(seed, stream, device=_device_of(model))
+    parts = _loss_per_image(model, _flat(x), beta, noise)
     return {**parts, "neg_elbo": parts["recon"] + parts["kl"]}
 
 
@@ -114,15 +98,22 @@ def _flat(x) -> torch.Tensor:
 
 
 @torch.no_grad()
-def elbo_parts(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None,
-               batch_size: int = EVAL_BATCH) -> dict[str, float]:
-    """Held-out negative ELBO at β = 1, split into reconstruction (BCE) and KL.
-
-    The training loss of a β ≠ 1 model weights the KL; only recon + 1·KL is an ELBO, so this is
-    what models of different β are compared on. One z sample per image (as in training).
-    """
-    parts = loss_per_image(model, _flat(x), 1.0, generator, batch_size)
-    return {"neg_elbo": parts["recon"] + parts["kl"], "recon": parts["recon"], "kl": parts["kl"]}
+def _loss_per_image(model: VAE, x: torch.Tensor, beta: float = 1.0,
+                    generator: torch.Generator | None = None,
+                    batch_size: int = EVAL_BATCH) -> dict[str, float]:
+    """Mean per-image loss, reconstruction (BCE) and KL, with one z sample per image (the sum
+    behind ``heldout_loss``; call that, which fixes the noise)."""
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    sums = torch.zeros(3, device=device)
+    for chunk in x.split(batch_size):
+        chunk = chunk.to(device)
+        logits, mu, logvar = model(chunk, generator=generator)
+        sums += torch.stack(vae_loss(logits, chunk, mu, logvar, beta))
+    model.train(was_training)
+    total, recon, kl = (sums / max(len(x), 1)).tolist()
+    return {"loss": total, "recon": recon, "kl": kl}
 
 
 def _log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, s: int,

@@ -1,21 +1,30 @@
-"""The lab's figures as matplotlib Figures (PNG), image grids via ``torchvision.utils.make_grid``."""
+"""The lab's figures as matplotlib Figures (PNG), image grids via ``torchvision.utils.make_grid``.
+
+Figures are built on their own Agg canvas, without pyplot: no display is needed (CLI, CI,
+KNIME's Python process), and importing or plotting never changes the backend or pyplot state of
+the program that uses the library.
+"""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid
 
-matplotlib.use("Agg")  # headless: CLI, CI and KNIME's Python process have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+from .files import atomic_write_bytes
 
-from .files import atomic_write_bytes  # noqa: E402
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """An empty figure on its own Agg canvas (not registered with pyplot)."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _grid(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
@@ -26,7 +35,7 @@ def _grid(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
 def _image_figure(images: torch.Tensor, nrow: int, title: str, scale: float = 0.6) -> Figure:
     grid = _grid(images, nrow)
     h, w = grid.shape
-    fig = plt.figure(figsize=(max(w / 28 * scale, 3), h / 28 * scale + 0.5))
+    fig = new_figure((max(w / 28 * scale, 3), h / 28 * scale + 0.5))
     ax = fig.add_subplot()
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title)
@@ -42,7 +51,8 @@ def samples_figure(images: torch.Tensor, nrow: int = 8) -> Figure:
 
 def loss_figure(loss: pd.DataFrame) -> Figure:
     """Fig. 4: train and held-out loss (per-image nats) over epochs."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure((6, 4))
+    ax = fig.add_subplot()
     ax.plot(loss["epoch"], loss["train_loss"], marker="o", ms=3, label="train")
     ax.plot(loss["epoch"], loss["test_loss"], marker="o", ms=3, label="held-out")
     ax.set_xlabel("epoch")
@@ -78,7 +88,8 @@ def latent_figure(latent: pd.DataFrame) -> Figure:
         xlabel, ylabel = "z1 (μ)", "z2 (μ)" if z.shape[1] == 2 else ""
         title = "Latent means of held-out images"
     labels = latent["label"].to_numpy()
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = new_figure((7, 6))
+    ax = fig.add_subplot()
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=2,
                     alpha=0.6, rasterized=True)
     cbar = fig.colorbar(sc, ax=ax, ticks=range(10))
@@ -99,7 +110,8 @@ def manifold_figure(images: torch.Tensor, z: torch.Tensor, n: int) -> Figure:
     """The decoded 2-D latent manifold (z = 2); ticks give the latent code of each cell."""
     grid = _grid(images, n, padding=0)
     z = torch.as_tensor(z).reshape(n, n, 2)
-    fig, ax = plt.subplots(figsize=(8, 8))
+    fig = new_figure((8, 8))
+    ax = fig.add_subplot()
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, extent=(0, n, 0, n), interpolation="nearest")
     ticks = list(range(0, n, max(1, n // 5)))
     ax.set_xticks([t + 0.5 for t in ticks], [f"{float(z[0, t, 0]):.2f}" for t in ticks])
@@ -112,14 +124,13 @@ def manifold_figure(images: torch.Tensor, z: torch.Tensor, n: int) -> Figure:
 
 
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:
-    """PNG bytes of a figure (what KNIME image ports take); closes the figure."""
+    """PNG bytes of a figure (what KNIME image ports take)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     return buf.getvalue()
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
-    """Write a figure as PNG atomically; closes the figure."""
+    """Write a figure as PNG atomically."""
     atomic_write_bytes(path, figure_png(fig, dpi))
     return Path(path)

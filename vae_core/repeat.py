@@ -14,10 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from . import evaluate
-from .config import TrainConfig
+from .config import OPTIMISATION, RECIPE_SETTINGS, REPEAT_VARIES, TrainConfig, differences, settings
 from .data import load_mnist
 from .errors import ConfigError, RunDirError
 from .files import atomic_write_text
@@ -28,8 +27,9 @@ RUNS_FILE = "repeats.csv"
 SUMMARY_FILE = "summary.csv"
 SPEC_FILE = "repeat.json"
 MARKDOWN_FILE = "summary.md"
-_CONFIG_COLUMNS = ["latent_dim", "seed", "beta", "epochs", "batch_size", "learning_rate",
-                   "lr_schedule"]
+# per row: what varies, the objective weight and how it was optimised (the whole recipe is in
+# repeat.json); this is the column list of every repeats.csv written so far
+_CONFIG_COLUMNS = [*REPEAT_VARIES, "beta", *settings(OPTIMISATION)]
 RUN_COLUMNS = [*_CONFIG_COLUMNS, "eval_images", "neg_elbo", "recon", "kl", "final_train_loss",
                "train_seconds"]
 
@@ -43,7 +43,7 @@ def run_repeats(out_dir: str | Path, base: TrainConfig, latent_dims: Sequence[in
     if len(set(seeds)) != len(seeds) or len(set(latent_dims)) != len(latent_dims):
         raise ConfigError("Latent sizes and seeds must not repeat.")
     out_dir = prepare_run_dir(out_dir)
-    recipe = {k: v for k, v in base.to_dict().items() if k not in ("latent_dim", "seed", "device")}
+    recipe = {k: getattr(base, k) for k in RECIPE_SETTINGS}
     with run_lock(out_dir):
         _check_spec(out_dir, recipe)
         atomic_write_text(out_dir / SPEC_FILE, json.dumps({"recipe": recipe}, indent=2) + "\n")
@@ -59,11 +59,10 @@ def run_repeats(out_dir: str | Path, base: TrainConfig, latent_dims: Sequence[in
                 started = time.perf_counter()
                 result = train(config, data, progress=False)
                 seconds = time.perf_counter() - started
-                gen = torch.Generator(device=next(result.model.parameters()).device)
-                parts = evaluate.elbo_parts(result.model, data.eval.images,
-                                            gen.manual_seed(seed + 101))
+                parts = evaluate.heldout_loss(result.model, data.eval.images, seed)
                 row = {**{k: getattr(config, k) for k in _CONFIG_COLUMNS},
-                       "eval_images": len(data.eval), **parts,
+                       "eval_images": len(data.eval), "neg_elbo": parts["neg_elbo"],
+                       "recon": parts["recon"], "kl": parts["kl"],
                        "final_train_loss": result.history[-1]["train_loss"],
                        "train_seconds": seconds}
                 runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
@@ -89,10 +88,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 def summary_markdown(runs: pd.DataFrame, summary: pd.DataFrame, recipe: dict) -> str:
     """The summary and every run as Markdown, with the recipe that produced them."""
-    shown = ("beta", "epochs", "batch_size", "learning_rate", "lr_schedule", "hidden_dim",
-             "eval_set", "train_fraction", "train_limit", "eval_limit", "binarize")
     lines = ["# Held-out neg-ELBO over seeds", "",
-             "Recipe: " + ", ".join(f"{k} = {recipe[k]}" for k in shown if k in recipe) + ".",
+             "Recipe: " + ", ".join(f"{k} = {recipe[k]}" for k in RECIPE_SETTINGS if k in recipe)
+             + ".",
              "A seed sets the split, the initial weights, the batch order and the noise.", "",
              "| z | runs | mean | sd | min | max |", "|---|---|---|---|---|---|"]
     for r in summary.itertuples():
@@ -126,10 +124,11 @@ def _check_spec(out_dir: Path, recipe: dict) -> None:
     if not path.is_file():
         return
     try:
-        old = json.loads(path.read_text())["recipe"]
+        old = dict(json.loads(path.read_text())["recipe"])
     except (OSError, ValueError, KeyError, TypeError):
         raise RunDirError(f"{path} is unreadable. Restore it, or use another --out folder.") from None
-    diffs = [f"{k}: folder {old.get(k)!r}, now {v!r}" for k, v in recipe.items() if old.get(k) != v]
+    # a setting added later reads as its default in folders written before it existed
+    diffs = differences(old, recipe, RECIPE_SETTINGS)
     if diffs:
         raise RunDirError(f"Folder {out_dir} holds repeats of another recipe ("
                           + "; ".join(diffs) + "). Use the same settings, or another --out folder.")

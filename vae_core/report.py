@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .config import OPTIMISATION, settings
 from .errors import RunDirError
+from .evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K, METRICS_FILE, evaluate_run_dir, find_table
 from .files import atomic_write_text
 from .pipeline import read_table
 
@@ -54,12 +56,15 @@ HEADLINE_COLUMNS = ["config", "latent_dim", "beta", "neg_elbo", "recon", "kl", "
 METRIC_GLOSSARY = [
     ("recon, kl, neg_elbo", "held-out reconstruction BCE, KL and their sum (β = 1, even for "
                             "β ≠ 1 models: the β-weighted loss is not an ELBO); nats per image, "
-                            "one z sample per image"),
+                            "one z sample per image: the project's one held-out estimate, the "
+                            "same as the last row of the model's loss table (test_recon + "
+                            "test_kl)"),
     ("recon_mean", "BCE of the deterministic reconstruction decoded from μ(x)"),
     ("iw_bound", "−L_k of Burda et al. (k = iw_k importance samples) on the first iw_images "
                  "held-out images. With grey-level pixels this is an importance-sampled BCE "
                  "bound, not a negative log-likelihood; only on binarized MNIST is it an NLL "
-                 "bound. neg_elbo_iw_subset is the ELBO on the same images, for the gap"),
+                 "bound. neg_elbo_iw_subset is the same one-sample neg-ELBO estimate on those images "
+                 "(its own noise), for the gap"),
     ("active_units", "latent units with Cov_x E_q[z_u] > 0.01 (Burda et al.)"),
     ("knn_*, logreg_*", "accuracy of a 5-nearest-neighbour vote and of a multinomial logistic "
                         "regression on μ(x) (vae) or on the PCA projection of the same "
@@ -191,7 +196,7 @@ def _lab_figures(run_dir: Path, prefix: str = "") -> list[str]:
 
 
 def _metrics_section(run_dir: Path) -> list[str]:
-    m = _read_json(run_dir / "metrics.json")
+    m = _read_json(run_dir / METRICS_FILE)
     bound_name = m.get("iw_name", "importance-sampled bound")
     rows = {
         "held-out neg-ELBO at β = 1 (nats/image)": m["neg_elbo"],
@@ -210,10 +215,10 @@ def _metrics_section(run_dir: Path) -> list[str]:
     }
     body = ["<h2>Metrics</h2>", _kv_table(rows, "table-metrics", "metrics.json", key="metric")]
     for name, title in (("latent_dims", "Per latent dimension"), ("probe", "Latent probes")):
-        path = run_dir / "tables" / f"{name}.csv"
-        if path.is_file():
+        path = find_table(run_dir, name)  # csv, or parquet for a `--format parquet` run
+        if path is not None:
             body += [f"<h3>{title}</h3>",
-                     table_html(read_table(path), f"table-{name}", f"tables/{name}.csv")]
+                     table_html(read_table(path), f"table-{name}", f"tables/{path.name}")]
     body.append(_glossary())
     return body
 
@@ -227,8 +232,7 @@ def run_report(run_dir: Path) -> str:
     if summary:
         keep = {k: v for k, v in summary.items() if not isinstance(v, dict)}
         body += ["<h3>Run summary</h3>", _kv_table(keep, "table-summary", "summary.json")]
-    loss = next((p for p in (run_dir / "tables" / "loss.csv", run_dir / "tables" / "loss.parquet")
-                 if p.is_file()), None)  # `vae-mnist run --format parquet` writes Parquet
+    loss = find_table(run_dir, "loss")  # csv, or parquet for a `--format parquet` run
     if loss is not None:
         body += ["<h2>Loss curves</h2>"]
         if (run_dir / "figures" / "loss.png").is_file():
@@ -240,7 +244,7 @@ def run_report(run_dir: Path) -> str:
     figs = [f for f in _lab_figures(run_dir) if 'id="fig-loss"' not in f]
     if figs:
         body += ["<h2>The lab's figures</h2>", *figs]
-    if (run_dir / "metrics.json").is_file():
+    if (run_dir / METRICS_FILE).is_file():
         body += _metrics_section(run_dir)
     else:
         body += ["<h2>Metrics</h2><p>Not computed: run <code>vae-mnist evaluate "
@@ -301,7 +305,7 @@ def _claims_section(claims: dict) -> list[str]:
 
 
 def sweep_report(out_dir: Path) -> str:
-    from .sweep import config_name, load_sweep
+    from .sweep import REPEATS_DIR, config_name, load_sweep
 
     spec, configs = load_sweep(out_dir)
     settings = {**spec["shared"], "latent sizes": spec["latent_dims"], "β values": spec["betas"],
@@ -312,7 +316,7 @@ def sweep_report(out_dir: Path) -> str:
             "<h2>Settings</h2>", _kv_table(settings, "table-settings", "sweep.json")]
     if (out_dir / "claims.json").is_file():
         body += _claims_section(_read_json(out_dir / "claims.json"))
-    body += _repeats_section(out_dir)  # the targets over seeds, next to the verdicts
+    body += _repeats_section(out_dir / REPEATS_DIR)  # the targets over seeds, by the verdicts
     if (out_dir / "experiments.csv").is_file():
         exp = read_table(out_dir / "experiments.csv")
         head = [c for c in HEADLINE_COLUMNS if c in exp.columns]
@@ -342,9 +346,10 @@ def sweep_report(out_dir: Path) -> str:
     return _page("VAE on MNIST: latent size × β sweep", body)
 
 
-def _repeats_section(out_dir: Path) -> list[str]:
-    """Folders of ``vae-mnist repeat`` under ``repeats/``: the held-out spread over seeds."""
-    folders = sorted(p.parent for p in (out_dir / "repeats").glob("*/summary.csv"))
+def _repeats_section(repeats_dir: Path) -> list[str]:
+    """Folders of ``vae-mnist repeat`` in a sweep's ``repeats/`` (where ``make targets`` writes):
+    the held-out spread over seeds."""
+    folders = sorted(p.parent for p in repeats_dir.glob("*/summary.csv"))
     if not folders:
         return []
     body = ["<h2>Held-out neg-ELBO over seeds</h2>",
@@ -352,10 +357,9 @@ def _repeats_section(out_dir: Path) -> list[str]:
             "the split, initial weights, batch order and noise). Nats per image at β = 1.</p>"]
     for i, folder in enumerate(folders):
         recipe = _read_json(folder / "repeat.json").get("recipe", {})
-        shown = {k: recipe[k] for k in ("beta", "epochs", "batch_size", "learning_rate",
-                                        "lr_schedule") if k in recipe}
+        shown = {k: recipe[k] for k in ("beta", *settings(OPTIMISATION)) if k in recipe}
         text = ", ".join(f"{k} = {format_value(v)}" for k, v in shown.items())
-        rel = folder.relative_to(out_dir).as_posix()
+        rel = folder.relative_to(repeats_dir.parent).as_posix()
         body += [f"<h3>{_esc(folder.name)}: {_esc(text)}</h3>",
                  table_html(read_table(folder / "summary.csv"), f"table-repeats-{i}",
                             f"{rel}/summary.csv")]
@@ -378,16 +382,15 @@ def build_report(folder: str | Path) -> str:
 
 
 def write_report(folder: str | Path, output: str | Path | None = None, *, data_dir=None,
-                 evaluate_missing: bool = True, iw_k: int = 1000, iw_images: int = 1000,
+                 evaluate_missing: bool = True, iw_k: int = DEFAULT_IW_K,
+                 iw_images: int = DEFAULT_IW_IMAGES,
                  log: Callable[[str], None] = print) -> Path:
     """Write the report (default FOLDER/report.html); a run folder is evaluated first if it has a
     checkpoint but no metrics yet (needs MNIST) unless ``evaluate_missing`` is False."""
     folder = Path(folder)
     is_run = (folder / "config.json").is_file() and not (folder / "sweep.json").is_file()
-    if (is_run and evaluate_missing and not (folder / "metrics.json").is_file()
+    if (is_run and evaluate_missing and not (folder / METRICS_FILE).is_file()
             and (folder / "checkpoint.pt").is_file()):
-        from .sweep import evaluate_run_dir
-
         evaluate_run_dir(folder, data_dir=data_dir, iw_k=iw_k, iw_images=iw_images, log=log)
     text = build_report(folder)
     path = Path(output) if output else folder / REPORT_FILE
