@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from vae_core.checkpoint import load_checkpoint
+from vae_core.cli import _parser
 
 SMALL = ["--epochs", "2", "--train-limit", "1500", "--eval-limit", "300", "--quiet"]
 
@@ -63,11 +65,17 @@ def test_run_writes_every_table_and_figure(lab_run):
 def test_existing_run_needs_resume_or_overwrite(lab_run, mnist_dir):
     run_dir, _ = lab_run
     proc = cli("run", "--run-dir", run_dir, "--data-dir", mnist_dir, *SMALL)
-    assert_user_error(proc, "already holds a trained run", "--resume")
-    args = [a if a != "2" else "3" for a in SMALL]  # continue to 3 epochs
-    proc = cli("train", "--run-dir", run_dir, "--data-dir", mnist_dir, "--resume", *args)
+    assert_user_error(proc)
+    assert proc.stderr == (f"vae-mnist: error: Run folder {run_dir} already holds a trained run. "
+                           "Use --resume to continue it, --overwrite to start it again, or "
+                           "another --run-dir.\n")
+    # continue to 3 epochs: every other setting comes from the checkpoint
+    proc = cli("train", "--run-dir", run_dir, "--data-dir", mnist_dir, "--resume", "--epochs", "3",
+               "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert pd.read_csv(run_dir / "tables" / "loss.csv")["epoch"].tolist() == [1, 2, 3]
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert (saved["epochs"], saved["train_limit"], saved["eval_limit"]) == (3, 1500, 300)
 
 
 def test_busy_run_folder_is_refused_naming_the_other_run(tmp_path, mnist_dir):
@@ -133,14 +141,18 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, mnist_dir):
         [sys.executable, "-m", "vae_core.cli", "train", "--run-dir", str(run_dir), "--data-dir",
          str(mnist_dir), "--epochs", "200", "--train-limit", "3000", "--eval-limit", "300", "-q"],
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    ckpt = run_dir / "checkpoint.pt"
+    ckpt = run_dir / ".incomplete" / "checkpoint.pt"  # the run being built
     deadline = time.monotonic() + 120
     while not ckpt.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert "--resume" in err and "Traceback" not in err
     epochs_done = load_checkpoint(ckpt)["epoch"]
     assert 1 <= epochs_done < 200
-    assert not (run_dir / ".lock").exists()
+    resume = f"vae-mnist train --run-dir {run_dir} --resume --data-dir {mnist_dir}"
+    assert err == (f"vae-mnist: interrupted. Epoch {epochs_done} of 200 is saved in {ckpt}; "
+                   f"continue with `{resume}` (it takes the settings from the checkpoint).\n")
+    args = _parser().parse_args(shlex.split(resume)[1:])  # the hint names only real flags
+    assert (args.command, args.run_dir, args.resume) == ("train", str(run_dir), True)
+    assert os.listdir(run_dir) == [".incomplete"]  # no lock left, nothing shown as finished

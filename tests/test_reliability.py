@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from vae_core import pipeline
+from vae_core import pipeline, rundir
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.errors import ConfigError, RunDirError
@@ -29,7 +29,7 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, mnist_dir):
     assert subprocess.run(_train(ref, mnist_dir), capture_output=True).returncode == 0
     proc = subprocess.Popen(_train(cut, mnist_dir), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    ckpt = cut / "checkpoint.pt"
+    ckpt = cut / ".incomplete" / "checkpoint.pt"  # the run being built; swapped in when done
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if ckpt.exists() and load_checkpoint(ckpt)["epoch"] >= 1:
@@ -40,13 +40,16 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, mnist_dir):
     proc.wait()
     done = load_checkpoint(ckpt)["epoch"]
     assert done < 4, "the run finished before it could be killed; make it longer"
+    assert sorted(os.listdir(cut)) == [".incomplete", ".lock"]  # the killed run's stale lock
     resumed = subprocess.run(_train(cut, mnist_dir, "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr  # the stale .lock of the killed run is taken over
     a = pd.read_csv(ref / "tables" / "loss.csv")[COLS]
     b = pd.read_csv(cut / "tables" / "loss.csv")[COLS]
     pd.testing.assert_frame_equal(a, b)
-    wa, wb = load_checkpoint(ref / "checkpoint.pt")["model"], load_checkpoint(ckpt)["model"]
+    wa = load_checkpoint(ref / "checkpoint.pt")["model"]
+    wb = load_checkpoint(cut / "checkpoint.pt")["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert sorted(os.listdir(cut)) == sorted(os.listdir(ref))  # swapped in: no .incomplete
 
 
 def test_failed_table_write_keeps_previous_version(tmp_path, monkeypatch):
@@ -69,7 +72,7 @@ def test_run_dir_that_cannot_be_created(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(RunDirError, match="not writable"):
-        pipeline.prepare_run_dir(blocker / "sub")
+        rundir.prepare_run_dir(blocker / "sub")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
@@ -101,8 +104,8 @@ def test_settings_from_strings_like_flow_variables_are_accepted():
 
 def test_sigint_handler_leaves_no_lock(tmp_path):
     """The lock is released when a run ends with an error."""
-    run_dir = pipeline.prepare_run_dir(tmp_path / "r")
-    with pytest.raises(RuntimeError), pipeline.run_lock(run_dir):
+    run_dir = rundir.prepare_run_dir(tmp_path / "r")
+    with pytest.raises(RuntimeError), rundir.run_lock(run_dir):
         raise RuntimeError("boom")
     assert not (run_dir / ".lock").exists()
     assert os.listdir(run_dir) == []

@@ -1,17 +1,28 @@
 """Command line: ``vae-mnist fetch-data | train | run | evaluate | sweep | report``.
 
-Settings come from defaults, then ``--config FILE`` (JSON or TOML), then flags. User errors
-print one message and exit with status 2; Ctrl-C exits with 130 and says how to resume.
+Settings come from defaults, then ``--config FILE`` (JSON or TOML), then flags; on ``--resume``
+from the checkpoint, and a flag that contradicts it is an error. User errors print one message
+and exit with status 2; Ctrl-C exits with 130 and names the command that continues.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
-from .config import DEVICES, EVAL_SETS, LR_SCHEDULES, TrainConfig, load_config_file
-from .errors import ConfigError, VAEError
+from . import rundir
+from .config import (
+    DEVICES,
+    EVAL_SETS,
+    LR_SCHEDULES,
+    RESUME_MAY_CHANGE,
+    TrainConfig,
+    load_config_file,
+)
+from .errors import ConfigError, RunDirError, VAEError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -30,6 +41,18 @@ _HYPER = [
     ("--train-limit", "train_limit", int, "use only the first N training images"),
     ("--eval-limit", "eval_limit", int, "use only the first N evaluation images"),
 ]
+# TrainConfig field -> its flag (every setting has one)
+_FLAGS = {dest: flag for flag, dest, _, _ in _HYPER} | {
+    "eval_set": "--eval-set", "lr_schedule": "--lr-schedule", "device": "--device",
+    "binarize": "--binarize"}
+_RESUME_HELP = (
+    "continue the run in --run-dir from its last checkpoint: an interrupted training if there "
+    "is one, else the finished run (give a larger --epochs to train it longer). Every setting "
+    "is taken from the checkpoint (they are printed); only "
+    + " and ".join(_FLAGS[n] for n in RESUME_MAY_CHANGE)
+    + " may differ (--epochs not below the epochs already trained, and not under "
+    "--lr-schedule cosine). Any other flag or --config value that contradicts the checkpoint "
+    "is an error. The folder shows the previous run until the resumed one has finished.")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,10 +83,11 @@ def _parser() -> argparse.ArgumentParser:
                             help="binarized MNIST: Bernoulli-resample each training batch, "
                                  "evaluate on a fixed binarized held-out set")
     train_opts = argparse.ArgumentParser(add_help=False, parents=[hyper_opts])
-    train_opts.add_argument("--resume", action="store_true",
-                            help="continue the run in --run-dir from its last checkpoint")
+    train_opts.add_argument("--resume", action="store_true", help=_RESUME_HELP)
     train_opts.add_argument("--overwrite", action="store_true",
-                            help="start again in a --run-dir that already holds a run")
+                            help="start a new run in a --run-dir that already holds one: the old "
+                                 "run stays untouched until the new one has finished, then is "
+                                 "replaced whole (none of its files is kept)")
     train_opts.add_argument("--format", choices=("csv", "parquet"), default="csv",
                             help="file format of the tables (default csv)")
 
@@ -114,17 +138,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config(args: argparse.Namespace) -> TrainConfig:
-    values = load_config_file(args.config) if args.config else {}
+def _given(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings the user gave (config file, then flags; defaults left out), and how each
+    was given (``"--latent-dim 5"``, ``"beta = 2.0 in config file c.toml"``) for messages."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     if args.config:
-        TrainConfig.from_dict(values, source=f"config file {args.config}")  # names checked early
-    for _, dest, _, _ in _HYPER:
-        if getattr(args, dest) is not None:
-            values[dest] = getattr(args, dest)
-    for dest in ("eval_set", "lr_schedule", "device", "binarize"):
-        if getattr(args, dest) is not None:
-            values[dest] = getattr(args, dest)
-    return TrainConfig.from_dict(values)
+        from_file = load_config_file(args.config)
+        TrainConfig.from_dict(from_file, source=f"config file {args.config}")  # checked early
+        for name, value in from_file.items():
+            values[name] = value
+            sources[name] = f"{name} = {value!r} in config file {args.config}"
+    for dest, flag in _FLAGS.items():
+        value = getattr(args, dest)
+        if value is not None:
+            values[dest] = value
+            sources[dest] = flag if isinstance(value, bool) else f"{flag} {value}"
+    TrainConfig.from_dict(values)  # every given value checked before anything runs
+    return values, sources
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig.from_dict(_given(args)[0])
 
 
 def _log(quiet: bool):
@@ -141,11 +176,14 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace, with_results: bool) -> None:
     from .pipeline import run_training
 
-    config = _config(args)
-    out = run_training(config, args.run_dir, data_dir=args.data_dir, resume=args.resume,
-                       overwrite=args.overwrite, progress=not args.quiet,
+    given, sources = _given(args)
+    out = run_training(given, args.run_dir, sources=sources, data_dir=args.data_dir,
+                       resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                        with_results=with_results, table_format=args.format, log=_log(args.quiet))
     s = out.summary
+    if out.from_checkpoint:
+        print("Settings taken from the checkpoint: "
+              + ", ".join(f"{k}={v!r}" for k, v in out.from_checkpoint.items()) + ".")
     print(f"Trained z={s['latent_dim']} β={s['beta']:g} for {s['epochs']} epochs on "
           f"{s['train_images']} images ({s['device']}, {s['train_seconds']:.1f} s).")
     print(f"Held-out ({s['eval_set']}, {s['eval_images']} images): loss {s['final_test_loss']:.2f}"
@@ -168,7 +206,22 @@ def _iw(args: argparse.Namespace) -> dict:
     return {"iw_k": k, "iw_images": n}
 
 
+def _finished_run_needed(folder: Path) -> None:
+    """Finish a swap a crash interrupted; refuse a folder that holds only an unfinished run."""
+    if not folder.is_dir():
+        return
+    rundir.settle(folder)
+    unfinished = rundir.unfinished_checkpoint(folder)
+    if (unfinished is not None and rundir.finished_checkpoint(folder) is None
+            and not (folder / "sweep.json").is_file()):
+        finish = shlex.join(["vae-mnist", "run", "--run-dir", str(folder), "--resume"])
+        raise RunDirError(f"{folder} holds no finished run yet, only an unfinished training "
+                          f"({rundir.describe_checkpoint(unfinished)}, in "
+                          f"{folder / rundir.STAGING}). Finish it first with `{finish}`.")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
+    _finished_run_needed(Path(args.run_dir))
     from .sweep import evaluate_run_dir
 
     m = evaluate_run_dir(args.run_dir, data_dir=args.data_dir, log=_log(args.quiet), **_iw(args))
@@ -215,14 +268,50 @@ def _cmd_repeat(args: argparse.Namespace) -> None:
 def _cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
+    _finished_run_needed(Path(args.folder))
     path = write_report(args.folder, args.output, data_dir=args.data_dir,
                         evaluate_missing=not args.no_evaluate, log=_log(args.quiet),
                         **_iw(args))
     print(f"Report written: {Path(path).resolve()}")
 
 
+def _interrupted(args: argparse.Namespace, argv: list[str], before) -> str:
+    """What Ctrl-C leaves behind, and the command that goes on (only real flags: it is built
+    from the parsed arguments, or is the command line as typed)."""
+    again = shlex.join(["vae-mnist", *argv])
+    if args.command in ("sweep", "repeat"):
+        return (f"vae-mnist: interrupted. Finished configurations are kept in {args.out}; to "
+                f"continue where it stopped, run `{again}`.")
+    if args.command == "evaluate":
+        return (f"vae-mnist: interrupted before the evaluation finished (metrics.json is written "
+                f"last). To evaluate {args.run_dir}, run `{again}`.")
+    if args.command == "report":
+        return f"vae-mnist: interrupted; no report was written. To write it, run `{again}`."
+    if args.command == "fetch-data":
+        return f"vae-mnist: interrupted. To fetch and verify MNIST, run `{again}`."
+    run_dir = Path(args.run_dir)
+    ckpt = rundir.unfinished_checkpoint(run_dir)
+    if ckpt is None or rundir.file_identity(ckpt) == before:
+        return (f"vae-mnist: interrupted before an epoch finished; {run_dir} is as it was. To "
+                f"try again, run `{again}`.")
+    resume = ["vae-mnist", args.command, "--run-dir", str(run_dir), "--resume"]
+    if args.data_dir:
+        resume += ["--data-dir", args.data_dir]
+    if args.format != "csv":
+        resume += ["--format", args.format]
+    kept = (f" Until then {run_dir} keeps showing the previous run."
+            if rundir.finished_checkpoint(run_dir) is not None else "")
+    return (f"vae-mnist: interrupted. {rundir.describe_checkpoint(ckpt).capitalize()} is saved "
+            f"in {ckpt}; continue with `{shlex.join(resume)}` (it takes the settings from the "
+            f"checkpoint).{kept}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = _parser().parse_args(argv)
+    before = None
+    if args.command in ("train", "run"):
+        before = rundir.file_identity(Path(args.run_dir) / rundir.STAGING / rundir.CHECKPOINT)
     try:
         if args.command == "fetch-data":
             _cmd_fetch(args)
@@ -240,17 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vae-mnist: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        if args.command in ("sweep", "repeat"):
-            print(f"vae-mnist: interrupted. Finished configurations are kept in {args.out}; run "
-                  "the same command again to continue where it stopped.", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        run_dir = Path(getattr(args, "run_dir", ".") or ".")
-        hint = ""
-        if (run_dir / "checkpoint.pt").exists():
-            hint = (f" The last finished epoch is saved in {run_dir / 'checkpoint.pt'}; continue "
-                    f"with: vae-mnist {args.command} --run-dir {run_dir} --resume "
-                    "(and the same settings).")
-        print(f"vae-mnist: interrupted.{hint}", file=sys.stderr)
+        print(_interrupted(args, argv, before), file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 

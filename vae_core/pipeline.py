@@ -5,33 +5,36 @@ Used by ``vae-mnist run`` / ``train`` and by the KNIME nodes. A run folder looks
     config.json  checkpoint.pt  summary.json
     tables/  loss.csv latent.csv reconstructions.csv generated.csv samples.csv
     figures/ samples.png loss.png reconstructions.png latent.png generated.png manifold.png
+
+The run is built in ``.incomplete/`` inside the folder and swapped in only once it has
+succeeded (:mod:`vae_core.rundir`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
-from collections.abc import Callable
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 
-from . import evaluate, plots, tables
-from .config import TrainConfig
+from . import evaluate, plots, rundir, tables
+from .checkpoint import config_of, load_checkpoint
+from .config import RESUME_MAY_CHANGE, RESUME_MUST_MATCH, TrainConfig
 from .data import MNISTData, Split, load_mnist
-from .errors import ConfigError, RunDirError
+from .errors import CheckpointError, ConfigError, RunDirError
 from .files import atomic_open, atomic_write_text
 from .model import VAE
+from .rundir import prepare_run_dir, run_lock  # noqa: F401  (sweep.py, until it is split)
 from .seeds import derive_seed
 from .train import TrainResult, train
 
 TABLE_FORMATS = ("csv", "parquet")
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = rundir.CHECKPOINT
 
 
 @dataclass
@@ -42,68 +45,11 @@ class Outputs:
     tables: dict[str, Path] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
+    # on --resume: the settings taken from the checkpoint (those the caller did not give)
+    from_checkpoint: dict[str, Any] = field(default_factory=dict)
 
 
-# ----------------------------------------------------------------------------- run folder
-def prepare_run_dir(run_dir: str | Path) -> Path:
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"{run_dir} is a file, not a folder. Choose another --run-dir.")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise RunDirError(f"Run folder {run_dir} is not writable ({exc.strerror}). Choose a "
-                          "folder you can write to with --run-dir.") from None
-    return run_dir
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextmanager
-def run_lock(run_dir: Path):
-    """Hold ``run_dir/.lock`` so a second run on the same folder refuses instead of clobbering."""
-    lock = run_dir / ".lock"
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            try:
-                other = json.loads(lock.read_text())
-            except (OSError, ValueError):
-                other = {}
-            stale = other.get("host") == me["host"] and not _pid_alive(int(other.get("pid", -1)))
-            if stale:
-                lock.unlink(missing_ok=True)
-                continue
-            raise RunDirError(
-                f"Run folder {run_dir} is in use by another run (pid {other.get('pid', '?')} on "
-                f"{other.get('host', '?')}, started "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(other.get('started', 0)))})."
-                f" Wait for it to finish, or use another --run-dir. If no such run exists, "
-                f"delete {lock}.") from None
-    else:
-        raise RunDirError(f"Could not lock run folder {run_dir}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(me, fh)
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
+# ----------------------------------------------------------------------------- tables
 def write_table(df: pd.DataFrame, path: Path) -> Path:
     """Write a table atomically as CSV or Parquet (by suffix)."""
     with atomic_open(path) as fh:
@@ -228,51 +174,144 @@ def write_results(res: LabResults, model: VAE, run_dir: Path, table_format: str 
 
 
 # ----------------------------------------------------------------------------- entry points
-def run_training(config: TrainConfig, run_dir: str | Path, *, data_dir=None, resume: bool = False,
+def run_training(config: TrainConfig | Mapping[str, Any], run_dir: str | Path, *,
+                 sources: Mapping[str, str] | None = None, data_dir=None, resume: bool = False,
                  overwrite: bool = False, progress: bool = True, with_results: bool = True,
                  table_format: str = "csv", log: Callable[[str], None] = print) -> Outputs:
     """Train into ``run_dir`` (checkpoint each epoch), then write tables and figures.
 
-    ``with_results=False`` stops after the loss table and loss curve (``vae-mnist train``).
+    The run is built in ``run_dir/.incomplete`` and replaces what ``run_dir`` held (all of it)
+    only once it has succeeded; a refused, failed or interrupted call leaves the finished run
+    byte-identical (:func:`vae_core.rundir.staging`). ``with_results=False`` stops after the loss
+    table and loss curve (``vae-mnist train``).
+
+    ``config`` is the settings the caller gave: a mapping may leave some out (defaults, or on
+    ``resume`` the checkpoint's values fill them in); a :class:`TrainConfig` gives them all.
+    ``resume`` continues the interrupted training in ``.incomplete/`` if there is one, else the
+    finished run; a given setting that contradicts its checkpoint is an error unless it is in
+    ``RESUME_MAY_CHANGE`` (:func:`resume_config`). ``sources`` says how each given setting was
+    given (``"--latent-dim 5"``), for the messages.
     """
-    run_dir = prepare_run_dir(run_dir)
-    with run_lock(run_dir):
-        ckpt = run_dir / CHECKPOINT
-        if ckpt.exists() and not (resume or overwrite):
+    if table_format not in TABLE_FORMATS:
+        raise ConfigError(f"Unknown table format {table_format!r}; use one of {TABLE_FORMATS}.")
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in the folder and --overwrite replaces it: "
+                          "give one of them, not both.")
+    given = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
+    wanted = TrainConfig.from_dict(given)  # every given value is checked before anything changes
+    run_dir = rundir.prepare_run_dir(run_dir)
+    with rundir.run_lock(run_dir):
+        finished = rundir.finished_checkpoint(run_dir)
+        unfinished = rundir.unfinished_checkpoint(run_dir)
+        taken: dict[str, Any] = {}
+        if resume:
+            source = unfinished or finished
+            if source is None:
+                raise RunDirError(f"Nothing to resume: run folder {run_dir} holds no checkpoint. "
+                                  "Start the run without --resume.")
+            state = load_checkpoint(source)
+            saved, done = config_of(state, source), _epochs_done(state, source)
+            wanted = resume_config(saved, done, given, sources or {}, source)
+            taken = {k: v for k, v in wanted.to_dict().items() if k not in given}
+            log(f"Resuming {source} after epoch {done} (training to {wanted.epochs}). Settings "
+                "taken from the checkpoint: " + ", ".join(f"{k}={v!r}" for k, v in taken.items()) + ".")
+        elif unfinished is not None and not overwrite:
+            raise RunDirError(
+                f"Run folder {run_dir} holds an unfinished training ("
+                f"{rundir.describe_checkpoint(unfinished)}, in {run_dir / rundir.STAGING}). Use "
+                "--resume to continue it, --overwrite to start again, or another --run-dir.")
+        elif finished is not None and not overwrite:
             raise RunDirError(f"Run folder {run_dir} already holds a trained run. Use --resume to "
                               "continue it, --overwrite to start it again, or another --run-dir.")
-        if overwrite and not resume:
-            ckpt.unlink(missing_ok=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-        started = time.perf_counter()
-        data = load_mnist(config, data_dir, log=log)
-        train_started = time.perf_counter()
-        result: TrainResult = train(config, data, checkpoint=ckpt, resume=resume,
-                                    progress=progress)
-        train_seconds = time.perf_counter() - train_started
-        if with_results:
-            res = lab_results(result.model, config, data, result.history)
-            out = write_results(res, result.model, run_dir, table_format)
-        else:
-            out = Outputs(run_dir=run_dir)
-            loss = tables.loss_table(result.history)
-            out.tables["loss"] = Path("tables") / f"loss.{table_format}"
-            write_table(loss, run_dir / out.tables["loss"])
-            out.figures["loss"] = Path("figures") / "loss.png"
-            plots.save_figure(plots.loss_figure(loss), run_dir / out.figures["loss"])
-        last = result.history[-1]
-        out.summary = {
-            "epochs": int(last["epoch"]), "latent_dim": config.latent_dim, "beta": config.beta,
-            "train_images": len(data.train), "eval_images": len(data.eval),
-            "eval_set": config.eval_set,
-            "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
-            "final_test_recon": last["test_recon"], "final_test_kl": last["test_kl"],
-            "train_seconds": round(train_seconds, 2),
-            "total_seconds": round(time.perf_counter() - started, 2),
-            "device": str(next(result.model.parameters()).device),
-            "checkpoint": CHECKPOINT,
-            "tables": {k: str(v) for k, v in out.tables.items()},
-            "figures": {k: str(v) for k, v in out.figures.items()},
-        }
-        atomic_write_text(run_dir / "summary.json", json.dumps(out.summary, indent=2) + "\n")
+        continuing = resume and unfinished is not None
+        seed = finished if resume and not continuing else None
+        with rundir.staging(run_dir, continue_unfinished=continuing,
+                            seed_checkpoint=seed) as stage:
+            out = _build(wanted, stage, data_dir=data_dir, resume=resume, progress=progress,
+                         with_results=with_results, table_format=table_format, log=log)
+    out.run_dir = run_dir
+    out.from_checkpoint = taken
+    return out
+
+
+def resume_config(saved: TrainConfig, epochs_done: int, given: Mapping[str, Any],
+                  sources: Mapping[str, str], path: Path) -> TrainConfig:
+    """The settings of a resumed run: the checkpoint's, with the given ones that may change.
+
+    One :class:`ConfigError` names every given setting that contradicts the checkpoint (with
+    both values), or an epoch count that is smaller than what was trained or that a learning
+    rate schedule fixes.
+    """
+    def label(name: str) -> str:
+        return sources.get(name, f"{name}={given[name]!r}")
+
+    wanted = TrainConfig.from_dict({**saved.to_dict(), **given})
+    clashes = [f"{n}: checkpoint {getattr(saved, n)!r}, {label(n)}" for n in RESUME_MUST_MATCH
+               if n in given and getattr(wanted, n) != getattr(saved, n)]
+    if clashes:
+        raise ConfigError(
+            f"Cannot resume {path}: " + "; ".join(clashes) + ". --resume takes every setting "
+            f"from the checkpoint; only {' and '.join(RESUME_MAY_CHANGE)} may change. Leave "
+            f"{'this setting' if len(clashes) == 1 else 'these settings'} out, or start a new "
+            "run with --overwrite or another --run-dir.")
+    if "epochs" in given and wanted.epochs != saved.epochs:
+        if saved.lr_schedule != "constant":
+            raise ConfigError(
+                f"Cannot resume {path} with {label('epochs')}: under "
+                f"lr_schedule={saved.lr_schedule!r} the learning rate of every step depends on "
+                f"the number of epochs, so it must stay {saved.epochs}. Leave epochs out, or "
+                "start a new run with --overwrite or another --run-dir.")
+        if wanted.epochs < epochs_done:
+            raise ConfigError(
+                f"Cannot resume {path} with {label('epochs')}: it has already trained "
+                f"{epochs_done} epochs. Give at least {epochs_done} epochs, or leave epochs out "
+                f"to keep {saved.epochs}.")
+    return wanted
+
+
+def _epochs_done(state: dict, path: Path) -> int:
+    try:
+        return int(state["epoch"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"Checkpoint {path} has no valid epoch count. Delete it and "
+                              "retrain, or restore a good copy.") from None
+
+
+def _build(config: TrainConfig, stage: Path, *, data_dir, resume: bool, progress: bool,
+           with_results: bool, table_format: str, log: Callable[[str], None]) -> Outputs:
+    """Train into ``stage`` (continuing its checkpoint on ``resume``), then write every output
+    there; ``stage`` ends up holding exactly this run's files."""
+    started = time.perf_counter()
+    data = load_mnist(config, data_dir, log=log)
+    train_started = time.perf_counter()
+    result: TrainResult = train(config, data, checkpoint=stage / CHECKPOINT, resume=resume,
+                                progress=progress)
+    train_seconds = time.perf_counter() - train_started
+    rundir.clear_outputs(stage)  # outputs of an earlier, failed attempt at this build
+    if with_results:
+        res = lab_results(result.model, config, data, result.history)
+        out = write_results(res, result.model, stage, table_format)
+    else:
+        out = Outputs(run_dir=stage)
+        loss = tables.loss_table(result.history)
+        out.tables["loss"] = Path("tables") / f"loss.{table_format}"
+        write_table(loss, stage / out.tables["loss"])
+        out.figures["loss"] = Path("figures") / "loss.png"
+        plots.save_figure(plots.loss_figure(loss), stage / out.figures["loss"])
+    last = result.history[-1]
+    out.summary = {
+        "epochs": int(last["epoch"]), "latent_dim": config.latent_dim, "beta": config.beta,
+        "train_images": len(data.train), "eval_images": len(data.eval),
+        "eval_set": config.eval_set,
+        "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
+        "final_test_recon": last["test_recon"], "final_test_kl": last["test_kl"],
+        "train_seconds": round(train_seconds, 2),
+        "total_seconds": round(time.perf_counter() - started, 2),
+        "device": str(next(result.model.parameters()).device),
+        "checkpoint": CHECKPOINT,
+        "tables": {k: str(v) for k, v in out.tables.items()},
+        "figures": {k: str(v) for k, v in out.figures.items()},
+    }
+    atomic_write_text(stage / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(stage / "summary.json", json.dumps(out.summary, indent=2) + "\n")
     return out

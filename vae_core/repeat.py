@@ -20,7 +20,8 @@ from .config import OPTIMISATION, RECIPE_SETTINGS, REPEAT_VARIES, TrainConfig, d
 from .data import load_mnist
 from .errors import ConfigError, RunDirError
 from .files import atomic_write_text
-from .pipeline import prepare_run_dir, run_lock, write_table
+from .pipeline import write_table
+from .rundir import prepare_run_dir, run_lock
 from .train import train
 
 RUNS_FILE = "repeats.csv"
