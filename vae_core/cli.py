@@ -197,7 +197,7 @@ def _cmd_train(args: argparse.Namespace, with_results: bool) -> None:
 
 
 def _iw(args: argparse.Namespace) -> dict:
-    from .sweep import DEFAULT_IW_IMAGES, DEFAULT_IW_K
+    from .evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K
 
     k = DEFAULT_IW_K if args.iw_k is None else args.iw_k
     n = DEFAULT_IW_IMAGES if args.iw_images is None else args.iw_images
@@ -222,7 +222,7 @@ def _finished_run_needed(folder: Path) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     _finished_run_needed(Path(args.run_dir))
-    from .sweep import evaluate_run_dir
+    from .evaluation import evaluate_run_dir
 
     m = evaluate_run_dir(args.run_dir, data_dir=args.data_dir, log=_log(args.quiet), **_iw(args))
     print(f"Held-out neg-ELBO (β = 1) {m['neg_elbo']:.2f} = recon {m['recon']:.2f} + KL "

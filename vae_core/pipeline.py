@@ -29,12 +29,11 @@ from .data import MNISTData, Split, load_mnist
 from .errors import CheckpointError, ConfigError, RunDirError
 from .files import atomic_open, atomic_write_text
 from .model import VAE
-from .rundir import prepare_run_dir, run_lock  # noqa: F401  (sweep.py, until it is split)
+from .rundir import CHECKPOINT
 from .seeds import derive_seed
 from .train import TrainResult, train
 
 TABLE_FORMATS = ("csv", "parquet")
-CHECKPOINT = rundir.CHECKPOINT
 
 
 @dataclass
