@@ -147,42 +147,6 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
 
 
-def test_train_many_matches_single_runs(small_config, small_data, tmp_path):
-    from vae_core.train import train_many
-
-    cfgs = [small_config.replace(beta=b) for b in (0.5, 2.0)]
-    paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
-    group = train_many(cfgs, small_data, checkpoints=paths, progress=False)
-    for cfg, res in zip(cfgs, group, strict=True):
-        single = train(cfg, small_data, progress=False)
-        pd.testing.assert_frame_equal(_table(res.history), _table(single.history))
-        for name, tensor in single.model.state_dict().items():
-            assert torch.equal(res.model.state_dict()[name], tensor), name
-    # the two models really differ (own beta), and each checkpoint belongs to its config
-    assert group[0].history[-1]["test_kl"] != group[1].history[-1]["test_kl"]
-    assert [ckpt_mod.load_checkpoint(p)["config"]["beta"] for p in paths] == [0.5, 2.0]
-
-
-def test_interrupted_group_resumes_like_uninterrupted(small_config, small_data, tmp_path):
-    from vae_core.train import train_many
-
-    cfgs = [small_config.replace(beta=b, epochs=3) for b in (1.0, 4.0)]
-    ref = train_many(cfgs, small_data, progress=False)
-    paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
-
-    def stop(row):
-        if row["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_many(cfgs, small_data, checkpoints=paths, progress=False, on_epoch=stop)
-    # stopped inside the first member: it has a checkpoint, the second has not started
-    assert ckpt_mod.load_checkpoint(paths[0])["epoch"] == 1 and not paths[1].exists()
-    resumed = train_many(cfgs, small_data, checkpoints=paths, resume=True, progress=False)
-    for a, b in zip(ref, resumed, strict=True):
-        pd.testing.assert_frame_equal(_table(a.history), _table(b.history))
-
-
 def test_cosine_schedule_rates():
     import math
 

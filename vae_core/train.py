@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,24 +124,6 @@ def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None
     finally:
         bar.close()
     return TrainResult(model=model.eval(), config=config, history=history)
-
-
-def train_many(configs: Sequence[TrainConfig], data: MNISTData, *,
-               checkpoints: Sequence[str | Path | None] | None = None, resume: bool = False,
-               progress: bool = True, on_epoch: Callable[[dict], None] | None = None
-               ) -> list[TrainResult]:
-    """Train several configurations one after another, each exactly as ``train`` would.
-
-    With ``resume``, members that have a checkpoint continue from it and the others start
-    (an interrupted group stops inside one member). Sequential on purpose: batching a sweep
-    group's models into one step was measured against this (BENCHMARKS.md, "One training
-    path") and did not pay for a second code path.
-    """
-    configs = list(configs)
-    checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(configs)
-    return [train(c, data, checkpoint=ckpt, progress=progress, on_epoch=on_epoch,
-                  resume=resume and ckpt is not None and Path(ckpt).is_file())
-            for c, ckpt in zip(configs, checkpoints, strict=True)]
 
 
 def _lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float] | None:
