@@ -164,8 +164,8 @@ def test_resume_never_trains_fewer_epochs_than_done(old_run, mnist_dir, capsys):
                          "--resume", "--epochs", "1")
     assert rc == 2
     assert err == (f"vae-mnist: error: Cannot resume {old_run}/checkpoint.pt with --epochs 1: "
-                   "it has already trained 2 epochs. Give at least 2 epochs, or leave epochs "
-                   "out to keep 2.")
+                   "it has already trained 2 epochs, so give at least 2. Leave epochs out to "
+                   "keep 2, or start a new run with --overwrite or another --run-dir.")
     assert snapshot(old_run) == before
 
 
@@ -180,8 +180,8 @@ def test_resume_under_cosine_keeps_the_epoch_count(tmp_path, mnist_dir, capsys):
     assert rc == 2
     assert err == (f"vae-mnist: error: Cannot resume {run}/checkpoint.pt with --epochs 3: "
                    "under lr_schedule='cosine' the learning rate of every step depends on the "
-                   "number of epochs, so it must stay 1. Leave epochs out, or start a new run "
-                   "with --overwrite or another --run-dir.")
+                   "number of epochs, so it must stay 1. Leave epochs out to keep 1, or start a "
+                   "new run with --overwrite or another --run-dir.")
     assert snapshot(run) == before
 
 

@@ -181,7 +181,7 @@ def test_cosine_run_uses_the_schedule_and_resumes_exactly(small_config, small_da
     other = tmp_path / "interrupted.pt"
     with pytest.raises(KeyboardInterrupt):
         train(cfg, small_data, checkpoint=other, progress=False, on_epoch=stop_after_second_epoch)
-    with pytest.raises(CheckpointError, match=r"epochs: 3 before, 5 now \(lr_schedule=cosine"):
+    with pytest.raises(CheckpointError, match=r"epochs=5: under lr_schedule='cosine' .* stay 3"):
         train(cfg.replace(epochs=5), small_data, checkpoint=other, resume=True, progress=False)
     resumed = train(cfg, small_data, checkpoint=other, resume=True, progress=False)
     pd.testing.assert_frame_equal(_table(reference.history), _table(resumed.history))
@@ -195,7 +195,7 @@ def test_resume_may_train_longer_but_not_shorter(three_epochs, small_data, tmp_p
                    progress=False)
     assert [r["epoch"] for r in longer.history] == [1, 2, 3, 4]
     pd.testing.assert_frame_equal(_table(longer.history[:3]), _table(reference.history))
-    with pytest.raises(CheckpointError, match="already trained 4 epochs. Give --epochs 4 or more"):
+    with pytest.raises(CheckpointError, match="already trained 4 epochs, so give at least 4"):
         train(cfg.replace(epochs=2), small_data, checkpoint=path, resume=True, progress=False)
     # the runtime may change: device is not part of what a resume must match
     from vae_core.config import RESUME_MAY_CHANGE, RESUME_MUST_MATCH

@@ -126,6 +126,17 @@ REPEAT_VARIES = ("latent_dim", "seed")
 RECIPE_SETTINGS = tuple(s for s in RESULT_SETTINGS if s not in REPEAT_VARIES)
 
 
+def epochs_problem(saved: TrainConfig, epochs: int, epochs_done: int) -> str | None:
+    """Why a resume of ``saved`` (``epochs_done`` trained) cannot train to ``epochs``; None if
+    it can. The one home of the rule behind ``RESUME_MAY_CHANGE``'s "epochs"."""
+    if epochs != saved.epochs and saved.lr_schedule != "constant":
+        return (f"under lr_schedule={saved.lr_schedule!r} the learning rate of every step "
+                f"depends on the number of epochs, so it must stay {saved.epochs}")
+    if epochs < epochs_done:
+        return f"it has already trained {epochs_done} epochs, so give at least {epochs_done}"
+    return None
+
+
 def differences(saved: TrainConfig | dict, wanted: TrainConfig | dict, names: Sequence[str]
                 ) -> list[str]:
     """``"name: was X, now Y"`` for every named setting that differs (settings missing from an

@@ -24,7 +24,7 @@ import torch
 
 from . import evaluate, plots, rundir, tables
 from .checkpoint import config_of, load_checkpoint
-from .config import RESUME_MAY_CHANGE, RESUME_MUST_MATCH, TrainConfig
+from .config import RESUME_MAY_CHANGE, RESUME_MUST_MATCH, TrainConfig, epochs_problem
 from .data import MNISTData, Split, load_mnist
 from .errors import CheckpointError, ConfigError, RunDirError
 from .files import atomic_open, atomic_write_text
@@ -253,18 +253,11 @@ def resume_config(saved: TrainConfig, epochs_done: int, given: Mapping[str, Any]
             f"from the checkpoint; only {' and '.join(RESUME_MAY_CHANGE)} may change. Leave "
             f"{'this setting' if len(clashes) == 1 else 'these settings'} out, or start a new "
             "run with --overwrite or another --run-dir.")
-    if "epochs" in given and wanted.epochs != saved.epochs:
-        if saved.lr_schedule != "constant":
-            raise ConfigError(
-                f"Cannot resume {path} with {label('epochs')}: under "
-                f"lr_schedule={saved.lr_schedule!r} the learning rate of every step depends on "
-                f"the number of epochs, so it must stay {saved.epochs}. Leave epochs out, or "
-                "start a new run with --overwrite or another --run-dir.")
-        if wanted.epochs < epochs_done:
-            raise ConfigError(
-                f"Cannot resume {path} with {label('epochs')}: it has already trained "
-                f"{epochs_done} epochs. Give at least {epochs_done} epochs, or leave epochs out "
-                f"to keep {saved.epochs}.")
+    problem = epochs_problem(saved, wanted.epochs, epochs_done) if "epochs" in given else None
+    if problem:
+        raise ConfigError(f"Cannot resume {path} with {label('epochs')}: {problem}. Leave epochs "
+                          f"out to keep {saved.epochs}, or start a new run with --overwrite or "
+                          "another --run-dir.")
     return wanted
 
 

@@ -17,7 +17,7 @@ import torch
 
 from . import seeds
 from .checkpoint import config_of, load_checkpoint, save_checkpoint
-from .config import RESUME_MUST_MATCH, TrainConfig, differences
+from .config import RESUME_MUST_MATCH, TrainConfig, differences, epochs_problem
 from .data import MNISTData
 from .errors import CheckpointError, ConfigError, TrainingError
 from .evaluate import heldout_loss
@@ -186,17 +186,13 @@ def _resume(config: TrainConfig, path: str | Path | None, model: VAE,
 def check_resumable(saved: TrainConfig, wanted: TrainConfig, trained_epochs: int, path) -> None:
     """Refuse a resume that would not continue the checkpoint's own training."""
     diffs = differences(saved, wanted, RESUME_MUST_MATCH)
-    if wanted.epochs != saved.epochs and wanted.lr_schedule != "constant":
-        # the decay is spread over the planned epochs: another count changes every rate
-        diffs.append(f"epochs: {saved.epochs} before, {wanted.epochs} now "
-                     f"(lr_schedule={wanted.lr_schedule} fixes the epoch count)")
     if diffs:
         raise CheckpointError(f"Cannot resume from {path}: it was trained with other settings ("
                               + "; ".join(diffs) + "). Use the same settings, or a new run folder.")
-    if wanted.epochs < trained_epochs:
-        raise CheckpointError(f"Cannot resume from {path} with epochs={wanted.epochs}: it has "
-                              f"already trained {trained_epochs} epochs. Give --epochs "
-                              f"{trained_epochs} or more.")
+    problem = epochs_problem(saved, wanted.epochs, trained_epochs)
+    if problem:
+        raise CheckpointError(f"Cannot resume from {path} with epochs={wanted.epochs}: "
+                              f"{problem}.")
 
 
 def _progress(total: int, initial: int, enabled: bool):
