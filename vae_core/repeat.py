@@ -66,7 +66,8 @@ def run_repeats(out_dir: str | Path, base: TrainConfig, latent_dims: Sequence[in
                        "recon": parts["recon"], "kl": parts["kl"],
                        "final_train_loss": result.history[-1]["train_loss"],
                        "train_seconds": seconds}
-                runs = pd.concat([runs, pd.DataFrame([row])], ignore_index=True)
+                new = pd.DataFrame([row], columns=RUN_COLUMNS)
+                runs = new if runs.empty else pd.concat([runs, new], ignore_index=True)
                 runs = runs.sort_values(["latent_dim", "seed"], ignore_index=True)
                 write_table(runs[RUN_COLUMNS], out_dir / RUNS_FILE)
                 log(f"z={z} seed={seed}: held-out neg-ELBO {parts['neg_elbo']:.2f} "
