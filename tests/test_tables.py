@@ -57,7 +57,14 @@ def test_reconstruction_table_pairs(results):
     assert len(rec) == 10
     assert rec["kind"].tolist() == ["original", "reconstruction"] * 5
     pix = rec[tables.PIXEL_COLUMNS].to_numpy()
-    assert pix.min() >= 0 and pix.max() <= 1
+    # the original rows are the held-out images with those ids, the others exactly the
+    # reconstructions the figure shows
+    data = results[1]
+    position = {int(i): n for n, i in enumerate(data.eval.ids.tolist())}
+    ids = rec["image_id"].to_numpy()[0::2]
+    assert np.array_equal(pix[0::2], data.eval.images[[position[int(i)] for i in ids]].numpy())
+    assert np.array_equal(pix[0::2], res.recon_pair[0].numpy())
+    assert np.array_equal(pix[1::2], res.recon_pair[1].numpy())
     # both rows of a pair share image id and BCE; BCE recomputed from the pixels agrees
     orig, recon = torch.tensor(pix[0::2]), torch.tensor(pix[1::2])
     assert (rec["image_id"].to_numpy()[0::2] == rec["image_id"].to_numpy()[1::2]).all()
