@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -487,3 +488,43 @@ def test_report_shows_the_finished_run_not_the_one_being_built(finished, seed1, 
     assert ".incomplete" not in report
     assert (run / rundir.STAGING / "config.json").read_bytes() == (
         seed1 / "config.json").read_bytes()
+
+
+def test_a_folder_that_cannot_be_locked_is_one_clear_error(old_run, monkeypatch, capsys):
+    """Tests run as root, who may write anywhere: the refusal is what os.open raises."""
+    real_open = rundir.os.open
+
+    def refuse_lock(path, *args, **kw):
+        if Path(path).name == rundir.LOCK:
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(rundir.os, "open", refuse_lock)
+    before = snapshot(old_run)
+    rc, _, err = run_cli(capsys, "evaluate", old_run)
+    assert rc == 2
+    assert err == (f"vae-mnist: error: Cannot lock run folder {old_run}: it is not writable. Give "
+                   "yourself write access to it, or copy it to a folder you can write to.")
+    assert snapshot(old_run) == before
+
+
+def test_report_into_a_run_folder_holds_its_lock(finished, tmp_path, capsys):
+    old_run = tmp_path / "run"
+    shutil.copytree(finished, old_run)
+    with rundir.run_lock(old_run):
+        before = snapshot(old_run)
+        rc, _, err = run_cli(capsys, "report", old_run, "--no-evaluate")
+        assert rc == 2 and "is in use by another run" in err
+        assert snapshot(old_run) == before
+        # a report written elsewhere only reads the folder: no lock needed
+        out = tmp_path / "elsewhere.html"
+        rc, _, _ = run_cli(capsys, "report", old_run, "--no-evaluate", "--output", out)
+        assert rc == 0 and out.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_report_of_a_damaged_metrics_file_is_one_clear_error(old_run, capsys):
+    """old_run's metrics.json holds only neg_elbo (as a file from another version might)."""
+    rc, _, err = run_cli(capsys, "report", old_run, "--no-evaluate")
+    assert rc == 2
+    assert err == (f"vae-mnist: error: {old_run}/metrics.json is damaged or incomplete (no "
+                   f"'recon'). Run `vae-mnist evaluate {old_run}` again.")

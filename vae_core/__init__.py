@@ -4,8 +4,8 @@ One concern per module (README, "Development", lists them): settings ``config`` 
 streams ``seeds``; ``data``; ``model`` and ``loss``; ``train`` and ``checkpoint``; metric
 functions ``evaluate`` and one model's full evaluation ``evaluation``; ``tables``; figures
 ``plots`` / ``eval_plots``; the lab's job ``pipeline`` in run folders ``rundir``; experiments
-``sweep``, ``claims``, ``repeat``; ``report`` (HTML); ``artifact`` + ``steps`` (what the KNIME
-node scripts call); ``cli``; ``files``, ``errors``.
+``sweep``, ``claims``, ``repeat``; ``report`` (HTML) with ``html_page``; ``artifact`` +
+``steps`` (what the KNIME node scripts call); ``cli``; ``files``, ``errors``.
 """
 
 from .config import TrainConfig

@@ -145,10 +145,13 @@ def evaluate_run_dir(run_dir: str | Path, *, data_dir: str | Path | None = None,
     from .checkpoint import load_model
 
     run_dir = Path(run_dir)
-    if not (run_dir / CHECKPOINT).is_file():
-        raise RunDirError(f"{run_dir} holds no {CHECKPOINT}: it is not a trained run folder. "
-                          "Train first with `vae-mnist run --run-dir ...`.")
-    with run_lock(run_dir):
+    not_a_run = RunDirError(f"{run_dir} holds no {CHECKPOINT}: it is not a trained run folder. "
+                            "Train first with `vae-mnist run --run-dir ...`.")
+    if not run_dir.is_dir():
+        raise not_a_run
+    with run_lock(run_dir):  # checked under the lock: a finished swap may just have put it there
+        if not (run_dir / CHECKPOINT).is_file():
+            raise not_a_run
         model, config = load_model(run_dir / CHECKPOINT)
         data = load_mnist(config, data_dir, log=log)
         log(f"evaluating {run_dir} (L_{iw_k} on {min(iw_images, len(data.eval))} images) ...")

@@ -7,11 +7,8 @@ or opened offline. Each table carries ``data-source`` (the CSV it shows) and eac
 
 from __future__ import annotations
 
-import base64
-import datetime as _dt
-import html
+import contextlib
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +18,9 @@ from .config import OPTIMISATION, settings
 from .errors import RunDirError
 from .evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K, METRICS_FILE, evaluate_run_dir, find_table
 from .files import atomic_write_text
+from .html_page import esc, figure_html, format_value, kv_table, page, table_html
 from .pipeline import read_table
+from .rundir import run_lock
 
 REPORT_FILE = "report.html"
 
@@ -76,100 +75,6 @@ METRIC_GLOSSARY = [
     ("train_seconds", "sum of epoch wall times, including each epoch's held-out pass"),
 ]
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1f;
-background:#f6f7f9;line-height:1.45}
-main{max-width:1100px;margin:0 auto;padding:24px 32px 64px;background:#fff;
-box-shadow:0 0 0 1px #e3e5e8}
-h1{font-size:1.7em;margin:.2em 0 .1em}h2{margin-top:2em;border-bottom:2px solid #e3e5e8;
-padding-bottom:.2em}h3{margin-top:1.4em}
-.meta{color:#666;font-size:.9em}
-table{border-collapse:collapse;font-size:.82em;margin:.6em 0 1em}
-th,td{border:1px solid #d9dce1;padding:3px 7px;text-align:right;white-space:nowrap}
-th{background:#eef0f3;position:sticky;top:0}td.text,th.text{text-align:left}
-tr:nth-child(even) td{background:#fafbfc}
-.scroll{overflow-x:auto;max-width:100%}
-figure{margin:1.2em 0;text-align:center}figure img{max-width:100%;height:auto;
-border:1px solid #eee}figcaption{font-size:.88em;color:#444;margin-top:.3em}
-.verdict{display:inline-block;padding:2px 10px;border-radius:12px;font-weight:600;
-font-size:.9em}
-.v-supported{background:#d8f3dc;color:#1b5e20}.v-partly{background:#fff3cd;color:#7a5c00}
-.v-not{background:#fde2e1;color:#8a1c1c}
-.claim{border:1px solid #e3e5e8;border-radius:8px;padding:10px 16px;margin:14px 0}
-.claim p{margin:.4em 0}
-dl.glossary dt{font-weight:600;font-family:monospace}dl.glossary dd{margin:0 0 .5em 1.2em}
-details summary{cursor:pointer;color:#0b5cad}
-.tcap{font-size:.85em;color:#444;margin:.8em 0 .2em}
-#table-targets td{white-space:normal;max-width:640px}
-"""
-
-
-# ----------------------------------------------------------------------------- formatting
-def format_value(v) -> str:
-    """Numbers as a reader wants them; the tests parse them back with this precision."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if v.is_integer() and abs(v) < 1e6:
-            return f"{v:.0f}" if abs(v) >= 100 else f"{v:g}"
-        a = abs(v)
-        text = f"{v:.2f}" if a >= 100 else f"{v:.3f}" if a >= 1 else f"{v:.4f}"
-        return text.rstrip("0").rstrip(".") if "." in text else text
-    return str(v)
-
-
-def _esc(s) -> str:
-    return html.escape(str(s))
-
-
-def table_html(df: pd.DataFrame, table_id: str, source: str | None = None,
-               caption: str | None = None) -> str:
-    """A DataFrame as an HTML table (id and data-source let tests find and check it)."""
-    src = f' data-source="{_esc(source)}"' if source else ""
-    head = "".join(
-        f'<th class="{"text" if not pd.api.types.is_numeric_dtype(df[c]) else ""}">{_esc(c)}</th>'
-        for c in df.columns)
-    rows = []
-    for rec in df.itertuples(index=False):
-        cells = []
-        for v in rec:
-            v = v.item() if hasattr(v, "item") else v
-            cls = "" if isinstance(v, int | float) and not isinstance(v, bool) else ' class="text"'
-            cells.append(f"<td{cls}>{_esc(format_value(v))}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    cap = f'<p class="tcap">{_esc(caption)}</p>' if caption else ""
-    return (f'{cap}<div class="scroll"><table id="{_esc(table_id)}"{src}><thead><tr>{head}</tr>'
-            f'</thead><tbody>{"".join(rows)}</tbody></table></div>')
-
-
-def _kv_table(d: dict, table_id: str, source: str | None = None, key: str = "setting") -> str:
-    df = pd.DataFrame({key: list(d), "value": [format_value(v) if not isinstance(v, list)
-                                                     else ", ".join(map(format_value, v))
-                                                     for v in d.values()]})
-    df = df.astype("string")
-    return table_html(df, table_id, source)
-
-
-def figure_html(path: Path, name: str, caption: str, source: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure id="fig-{_esc(name)}"><img alt="{_esc(name)}" data-source="{_esc(source)}"'
-            f' src="data:image/png;base64,{data}"><figcaption>{_esc(caption)}</figcaption>'
-            "</figure>")
-
-
-def _page(title: str, body: list[str]) -> str:
-    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_esc(title)}</title><style>{CSS}</style></head><body><main>"
-            f"<h1>{_esc(title)}</h1><p class=\"meta\">Generated by vae-mnist on {stamp}.</p>"
-            + "\n".join(body) + "</main></body></html>\n")
-
-
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -178,7 +83,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _glossary() -> str:
-    items = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in METRIC_GLOSSARY)
+    items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in METRIC_GLOSSARY)
     return f'<details><summary>What the columns mean</summary><dl class="glossary">{items}</dl>' \
            "</details>"
 
@@ -197,8 +102,24 @@ def _lab_figures(run_dir: Path, prefix: str = "") -> list[str]:
 
 def _metrics_section(run_dir: Path) -> list[str]:
     m = _read_json(run_dir / METRICS_FILE)
+    try:
+        rows = _metric_rows(m)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunDirError(f"{run_dir / METRICS_FILE} is damaged or incomplete (no {exc}). Run "
+                          f"`vae-mnist evaluate {run_dir}` again.") from None
+    body = ["<h2>Metrics</h2>", kv_table(rows, "table-metrics", "metrics.json", key="metric")]
+    for name, title in (("latent_dims", "Per latent dimension"), ("probe", "Latent probes")):
+        path = find_table(run_dir, name)  # csv, or parquet for a `--format parquet` run
+        if path is not None:
+            body += [f"<h3>{title}</h3>",
+                     table_html(read_table(path), f"table-{name}", f"tables/{path.name}")]
+    body.append(_glossary())
+    return body
+
+
+def _metric_rows(m: dict) -> dict:
     bound_name = m.get("iw_name", "importance-sampled bound")
-    rows = {
+    return {
         "held-out neg-ELBO at β = 1 (nats/image)": m["neg_elbo"],
         "of which reconstruction BCE": m["recon"], "of which KL": m["kl"],
         "BCE of the reconstruction from μ": m["recon_mean"],
@@ -213,14 +134,6 @@ def _metrics_section(run_dir: Path) -> list[str]:
         "interpolation roughness (smoothness proxy)": m["roughness"],
         "decoder gain (Lipschitz estimate)": m["decoder_gain"],
     }
-    body = ["<h2>Metrics</h2>", _kv_table(rows, "table-metrics", "metrics.json", key="metric")]
-    for name, title in (("latent_dims", "Per latent dimension"), ("probe", "Latent probes")):
-        path = find_table(run_dir, name)  # csv, or parquet for a `--format parquet` run
-        if path is not None:
-            body += [f"<h3>{title}</h3>",
-                     table_html(read_table(path), f"table-{name}", f"tables/{path.name}")]
-    body.append(_glossary())
-    return body
 
 
 def run_report(run_dir: Path) -> str:
@@ -228,10 +141,10 @@ def run_report(run_dir: Path) -> str:
     summary = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
     title = (f"VAE on MNIST: z = {config.get('latent_dim')}, β = "
              f"{format_value(float(config.get('beta', 1)))}")
-    body = ["<h2>Configuration</h2>", _kv_table(config, "table-config", "config.json")]
+    body = ["<h2>Configuration</h2>", kv_table(config, "table-config", "config.json")]
     if summary:
         keep = {k: v for k, v in summary.items() if not isinstance(v, dict)}
-        body += ["<h3>Run summary</h3>", _kv_table(keep, "table-summary", "summary.json")]
+        body += ["<h3>Run summary</h3>", kv_table(keep, "table-summary", "summary.json")]
     loss = find_table(run_dir, "loss")  # csv, or parquet for a `--format parquet` run
     if loss is not None:
         body += ["<h2>Loss curves</h2>"]
@@ -248,8 +161,8 @@ def run_report(run_dir: Path) -> str:
         body += _metrics_section(run_dir)
     else:
         body += ["<h2>Metrics</h2><p>Not computed: run <code>vae-mnist evaluate "
-                 f"{_esc(run_dir)}</code> or make the report without --no-evaluate.</p>"]
-    return _page(title, body)
+                 f"{esc(run_dir)}</code> or make the report without --no-evaluate.</p>"]
+    return page(title, body)
 
 
 # ----------------------------------------------------------------------------- sweep report
@@ -287,11 +200,11 @@ def _claims_section(claims: dict) -> list[str]:
             df[corner] = df[corner].astype("string")
             tables.append(table_html(df.reset_index(drop=True), f"table-claim-{i}-{j}",
                                      "claims.json", cap))
-        note = f"<p>{_esc(c['note'])}.</p>" if c.get("note") else ""
+        note = f"<p>{esc(c['note'])}.</p>" if c.get("note") else ""
         body.append(
-            f'<div class="claim" id="claim-{_esc(c["id"])}"><p><b>{_esc(c["claim"])}</b></p>'
-            f'<p><span class="verdict {_verdict_class(c["verdict"])}">{_esc(c["verdict"])}'
-            f"</span></p><p>Measured by: {_esc(c['measure'])}.</p>{''.join(tables)}{note}</div>")
+            f'<div class="claim" id="claim-{esc(c["id"])}"><p><b>{esc(c["claim"])}</b></p>'
+            f'<p><span class="verdict {_verdict_class(c["verdict"])}">{esc(c["verdict"])}'
+            f"</span></p><p>Measured by: {esc(c['measure'])}.</p>{''.join(tables)}{note}</div>")
     rows = []
     for t in claims.get("targets", []):
         v = t["value"]
@@ -313,7 +226,7 @@ def sweep_report(out_dir: Path) -> str:
     body = ["<p>A grid of VAEs, identical except for latent size and β, trained on the same "
             "split with the same seed, then evaluated on the held-out split. It tests the "
             "claims of the lab (§1.7) with numbers.</p>",
-            "<h2>Settings</h2>", _kv_table(settings, "table-settings", "sweep.json")]
+            "<h2>Settings</h2>", kv_table(settings, "table-settings", "sweep.json")]
     if (out_dir / "claims.json").is_file():
         body += _claims_section(_read_json(out_dir / "claims.json"))
     body += _repeats_section(out_dir / REPEATS_DIR)  # the targets over seeds, by the verdicts
@@ -343,7 +256,7 @@ def sweep_report(out_dir: Path) -> str:
                  "<details><summary>Table (one row per configuration and dimension)</summary>"
                  + table_html(read_table(out_dir / "kl_per_dim.csv"), "table-kl-per-dim",
                               "kl_per_dim.csv") + "</details>"]
-    return _page("VAE on MNIST: latent size × β sweep", body)
+    return page("VAE on MNIST: latent size × β sweep", body)
 
 
 def _repeats_section(repeats_dir: Path) -> list[str]:
@@ -360,7 +273,7 @@ def _repeats_section(repeats_dir: Path) -> list[str]:
         shown = {k: recipe[k] for k in ("beta", *settings(OPTIMISATION)) if k in recipe}
         text = ", ".join(f"{k} = {format_value(v)}" for k, v in shown.items())
         rel = folder.relative_to(repeats_dir.parent).as_posix()
-        body += [f"<h3>{_esc(folder.name)}: {_esc(text)}</h3>",
+        body += [f"<h3>{esc(folder.name)}: {esc(text)}</h3>",
                  table_html(read_table(folder / "summary.csv"), f"table-repeats-{i}",
                             f"{rel}/summary.csv")]
     return body
@@ -392,7 +305,9 @@ def write_report(folder: str | Path, output: str | Path | None = None, *, data_d
     if (is_run and evaluate_missing and not (folder / METRICS_FILE).is_file()
             and (folder / "checkpoint.pt").is_file()):
         evaluate_run_dir(folder, data_dir=data_dir, iw_k=iw_k, iw_images=iw_images, log=log)
-    text = build_report(folder)
     path = Path(output) if output else folder / REPORT_FILE
-    atomic_write_text(path, text)
+    inside = folder.is_dir() and path.resolve().parent.is_relative_to(folder.resolve())
+    # writing into the folder: hold its lock, so no run swaps in while the report is built
+    with run_lock(folder) if inside else contextlib.nullcontext():
+        atomic_write_text(path, build_report(folder))
     return path

@@ -90,6 +90,10 @@ def run_lock(run_dir: Path):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             break
+        except PermissionError:
+            raise RunDirError(f"Cannot lock run folder {run_dir}: it is not writable. Give "
+                              "yourself write access to it, or copy it to a folder you can "
+                              "write to.") from None
         except FileExistsError:
             try:
                 other = json.loads(lock.read_text())
