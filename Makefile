@@ -31,7 +31,9 @@ $(KNIME_VENV)/.installed: pyproject.toml $(KNIME_CONSTRAINTS)
 	  "$(KNIME_VENV) must run Python 3.11 like KNIME 5.5: rm -r $(KNIME_VENV); set KNIME_PYTHON" >&2; \
 	  exit 1; }
 	$(KNIME_PY) -m pip install --quiet --upgrade pip
-	$(KNIME_PY) -m pip install --quiet -c $(KNIME_CONSTRAINTS) -e '.[test]'
+	# the build floor too: build with the pinned setuptools (pyproject's [build-system] floor)
+	$(KNIME_PY) -m pip install --quiet -c $(KNIME_CONSTRAINTS) setuptools
+	$(KNIME_PY) -m pip install --quiet --no-build-isolation -c $(KNIME_CONSTRAINTS) -e '.[test]'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -114,6 +114,15 @@ def test_every_floor_is_pinned_in_the_knime_constraints():
         assert spec is None or spec.contains(version, prereleases=True), (name, version)
 
 
+def test_the_build_floor_is_pinned_in_the_knime_constraints():
+    """[build-system] declares setuptools>=77 (PEP 639 licence strings); .venv-knime builds the
+    project with exactly that release (--no-build-isolation), so the floor is exercised."""
+    (req,) = [Requirement(r) for r in PYPROJECT["build-system"]["requires"]]
+    (spec,) = req.specifier
+    assert spec.operator == ">="
+    assert _pins(CONSTRAINTS)[canonicalize_name(req.name)] == Version(spec.version)
+
+
 @knime_env_only
 def test_knime_env_runs_knime_55_pins_and_every_floor():
     assert sys.version_info[:2] == KNIME_55_PYTHON
