@@ -20,7 +20,7 @@ from handwritten_step import NAMES, copy_member, group_step, stack_models
 from torch.func import functional_call, grad_and_value, vmap
 
 from vae_core import seeds
-from vae_core.config import TrainConfig
+from vae_core.config import RESULT_SETTINGS, TrainConfig, differences
 from vae_core.data import MNISTData
 from vae_core.evaluate import heldout_loss
 from vae_core.loss import vae_loss
@@ -28,10 +28,9 @@ from vae_core.train import new_model
 
 
 def _check_group(configs: Sequence[TrainConfig]) -> None:
-    first = configs[0].to_dict()
+    shared = [k for k in RESULT_SETTINGS if k != "beta"]
     for c in configs:
-        if {k: v for k, v in c.to_dict().items() if k != "beta"} != \
-                {k: v for k, v in first.items() if k != "beta"}:
+        if differences(configs[0], c, shared):
             raise ValueError("a group holds configurations that differ only in beta")
         if c.binarize or c.lr_schedule != "constant":
             raise ValueError("the benchmark alternatives cover the lab's recipe only")

@@ -116,8 +116,6 @@ RESULT_SETTINGS = settings(ARCHITECTURE, OBJECTIVE, OPTIMISATION, DATA, SEED)
 # the same trajectory; not under a learning-rate schedule, whose every rate depends on it).
 RESUME_MAY_CHANGE = ("epochs", *settings(RUNTIME))
 RESUME_MUST_MATCH = tuple(s for s in RESULT_SETTINGS if s not in RESUME_MAY_CHANGE)
-# Models trained together in one batched group differ only in their objective weight β.
-GROUP_VARIES = ("beta",)
 # A sweep varies architecture size and β over a grid; all other result settings are shared.
 SWEEP_VARIES = ("latent_dim", "beta")
 SWEEP_SHARED = tuple(s for s in RESULT_SETTINGS if s not in SWEEP_VARIES)

@@ -212,8 +212,8 @@ def run_training(config: TrainConfig | Mapping[str, Any], run_dir: str | Path, *
             saved, done = config_of(state, source), _epochs_done(state, source)
             wanted = resume_config(saved, done, given, sources or {}, source)
             taken = {k: v for k, v in wanted.to_dict().items() if k not in given}
-            log(f"Resuming {source} after epoch {done} (training to {wanted.epochs}). Settings "
-                "taken from the checkpoint: " + ", ".join(f"{k}={v!r}" for k, v in taken.items()) + ".")
+            # the settings taken are the caller's to show (Outputs.from_checkpoint)
+            log(f"Resuming {source} after epoch {done} (training to {wanted.epochs}).")
         elif unfinished is not None and not overwrite:
             raise RunDirError(
                 f"Run folder {run_dir} holds an unfinished training ("
@@ -231,6 +231,24 @@ def run_training(config: TrainConfig | Mapping[str, Any], run_dir: str | Path, *
     out.run_dir = run_dir
     out.from_checkpoint = taken
     return out
+
+
+def run_summary(config: TrainConfig, result: TrainResult, data: MNISTData, out: Outputs,
+                train_seconds: float) -> dict[str, Any]:
+    """What ``summary.json`` says of a trained run (a sweep configuration's too)."""
+    last = result.history[-1]
+    return {
+        "epochs": int(last["epoch"]), "latent_dim": config.latent_dim, "beta": config.beta,
+        "train_images": len(data.train), "eval_images": len(data.eval),
+        "eval_set": config.eval_set,
+        "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
+        "final_test_recon": last["test_recon"], "final_test_kl": last["test_kl"],
+        "train_seconds": round(train_seconds, 2),
+        "device": str(next(result.model.parameters()).device),
+        "checkpoint": CHECKPOINT,
+        "tables": {k: str(v) for k, v in out.tables.items()},
+        "figures": {k: str(v) for k, v in out.figures.items()},
+    }
 
 
 def resume_config(saved: TrainConfig, epochs_done: int, given: Mapping[str, Any],
@@ -290,20 +308,8 @@ def _build(config: TrainConfig, stage: Path, *, data_dir, resume: bool, progress
         write_table(loss, stage / out.tables["loss"])
         out.figures["loss"] = Path("figures") / "loss.png"
         plots.save_figure(plots.loss_figure(loss), stage / out.figures["loss"])
-    last = result.history[-1]
-    out.summary = {
-        "epochs": int(last["epoch"]), "latent_dim": config.latent_dim, "beta": config.beta,
-        "train_images": len(data.train), "eval_images": len(data.eval),
-        "eval_set": config.eval_set,
-        "final_train_loss": last["train_loss"], "final_test_loss": last["test_loss"],
-        "final_test_recon": last["test_recon"], "final_test_kl": last["test_kl"],
-        "train_seconds": round(train_seconds, 2),
-        "total_seconds": round(time.perf_counter() - started, 2),
-        "device": str(next(result.model.parameters()).device),
-        "checkpoint": CHECKPOINT,
-        "tables": {k: str(v) for k, v in out.tables.items()},
-        "figures": {k: str(v) for k, v in out.figures.items()},
-    }
+    out.summary = {**run_summary(config, result, data, out, train_seconds),
+                   "total_seconds": round(time.perf_counter() - started, 2)}
     atomic_write_text(stage / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     atomic_write_text(stage / "summary.json", json.dumps(out.summary, indent=2) + "\n")
     return out

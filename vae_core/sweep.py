@@ -41,7 +41,7 @@ from .evaluation import (
     write_evaluation,
 )
 from .files import atomic_write_text
-from .pipeline import Outputs, lab_results, read_table, write_results, write_table
+from .pipeline import Outputs, lab_results, read_table, run_summary, write_results, write_table
 from .rundir import CHECKPOINT, prepare_run_dir, run_lock
 from .train import TrainResult, train
 
@@ -201,16 +201,7 @@ def _finish_one(config: TrainConfig, res: TrainResult, data: MNISTData, cfg_dir:
         write_table(tables.loss_table(res.history), cfg_dir / out.tables["loss"])
     ev = evaluate_model(res.model, config, data, iw_k=iw_k, iw_images=iw_images, pca=pca)
     last = res.history[-1]
-    summary = {
-        "epochs": int(last["epoch"]), "latent_dim": config.latent_dim, "beta": config.beta,
-        "train_images": len(data.train), "eval_images": len(data.eval),
-        "eval_set": config.eval_set, "final_train_loss": last["train_loss"],
-        "final_test_loss": last["test_loss"], "final_test_recon": last["test_recon"],
-        "final_test_kl": last["test_kl"], "train_seconds": round(train_seconds, 2),
-        "device": str(next(res.model.parameters()).device), "checkpoint": CHECKPOINT,
-        "tables": {k: str(v) for k, v in out.tables.items()},
-        "figures": {k: str(v) for k, v in out.figures.items()},
-    }
+    summary = run_summary(config, res, data, out, train_seconds)
     atomic_write_text(cfg_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_evaluation(ev, cfg_dir, extra={
         "config": config.to_dict(), "final_train_loss": last["train_loss"],
