@@ -1,6 +1,6 @@
 """Generate the KNIME workflows from ``spec.py`` and ``nodes/*.py``.
 
-    python -m knime_workflow.build            # (re)write knime_workflow/VAE_MNIST{,_legacy}/,
+    python -m knime_workflow.build            # (re)write knime_workflow/VAE_MNIST{,_apply,_legacy}/,
                                               # the .knwf archives and the sample .epf
     python -m knime_workflow.build --check    # exit 1 and list differences if out of date
     python -m knime_workflow.build --epf ENV_DIR [--conda-dir DIR] [-o FILE]
@@ -347,10 +347,21 @@ WORKFLOWSET_META = (
     "</KNIMEMetaInfo>\n").encode()
 
 
+BUNDLE_DIR = "data/vae_core"  # in the workflow's data area, which KNIME shares with it
+
+
+def bundle_files(root: Path = ROOT) -> dict[str, bytes]:
+    """vae_core's modules, copied into the workflow's data area: the node scripts put that
+    folder first on sys.path, so a workflow runs the code it was built with."""
+    return {f"{BUNDLE_DIR}/{p.name}": p.read_bytes()
+            for p in sorted((root / "vae_core").glob("*.py"))}
+
+
 def workflow_files(wf: Workflow, root: Path = ROOT) -> dict[str, bytes]:
     """Every file of the workflow folder, by path relative to it."""
     validate(wf)
-    files = {"workflow.knime": render(workflow_knime(wf)), "workflowset.meta": WORKFLOWSET_META}
+    files = {"workflow.knime": render(workflow_knime(wf)), "workflowset.meta": WORKFLOWSET_META,
+             **bundle_files(root)}
     for node in wf.nodes:
         files[f"{folder_name(node_name(node), node.id)}/settings.xml"] = render(
             node_settings(node, root))

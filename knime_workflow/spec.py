@@ -1,4 +1,4 @@
-"""Declarative description of the two KNIME workflows; ``build.py`` turns it into files.
+"""Declarative description of the KNIME workflows; ``build.py`` turns it into files.
 
 Ports are named ``"<kind> <n>"`` (kind = table | image | object, n counted from 1 within the
 kind, as the Python Script node's port groups count them); the builder maps them to KNIME's
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vae_core.config import TrainConfig
+from vae_core.steps import APPLY_MODEL_PATH, DEFAULT_MODEL_FILE, LOSS_TABLE_SETTINGS
 from vae_core.tables import LOSS_COLUMNS
 
 
@@ -92,7 +93,8 @@ class Workflow:
 
 
 _DEFAULT = TrainConfig()
-VARIABLES = (
+# Settings of a training run (Load MNIST + Train VAE, and the legacy workflow).
+TRAINING_VARIABLES = (
     Variable("latent_dim", "INTEGER", _DEFAULT.latent_dim),
     Variable("beta", "DOUBLE", _DEFAULT.beta),
     Variable("epochs", "INTEGER", _DEFAULT.epochs),
@@ -104,39 +106,76 @@ VARIABLES = (
     Variable("device", "STRING", _DEFAULT.device),
     Variable("train_limit", "INTEGER", 0),  # 0 = all training images
     Variable("eval_limit", "INTEGER", 0),  # 0 = all evaluation images
+    Variable("eval_set", "STRING", _DEFAULT.eval_set),  # holdout (the lab's 20 %) or test
+)
+VARIABLES = (
+    *TRAINING_VARIABLES,
+    Variable("model_path", "STRING", DEFAULT_MODEL_FILE),  # relative: in the data area
+    Variable("overwrite_model", "INTEGER", 0),  # 1 = Save Model may replace a different model
+)
+_BY_NAME = {v.name: v for v in VARIABLES}
+APPLY_VARIABLES = (
+    _BY_NAME["seed"], _BY_NAME["data_dir"], _BY_NAME["device"],
+    Variable("train_limit", "INTEGER", 1000),  # only the 64 samples use training images here
+    _BY_NAME["eval_limit"],
+    Variable("eval_set", "STRING", "test"),  # the 10k test file: images no model trained on
+    Variable("model_path", "STRING", APPLY_MODEL_PATH),  # the main workflow's saved model
 )
 
 _LOSS_Y = ("train_loss", "test_loss")
+_LOSS_OTHER = (*(c for c in LOSS_COLUMNS if c not in ("epoch", *_LOSS_Y)),
+               *LOSS_TABLE_SETTINGS, "train_images", "heldout_images")
+
+
+def _loss_plot(node_id: int, position: tuple[int, int]) -> LinePlot:
+    return LinePlot(node_id, "Loss per epoch", position, x="epoch", y=_LOSS_Y,
+                    other_columns=_LOSS_OTHER,
+                    title="VAE loss per epoch (train and held-out)",
+                    y_label="loss per image (nats)")
+
+
+def _latent_plot(node_id: int, position: tuple[int, int]) -> ScatterPlot:
+    return ScatterPlot(node_id, "Latent space", position, x="z1", y="z2", color="digit",
+                       title="Latent means of held-out images, coloured by digit",
+                       max_rows=12000)
+
+
+_BUNDLE_NOTE = ("The workflow carries its own vae_core (in its data folder): the Python "
+                "environment needs only the packages of environment.yml (see docs/KNIME.md).")
 
 MAIN = Workflow(
     name="VAE_MNIST",
     annotation=(
-        "VAE on MNIST (vae_core). Needs a Python environment with vae_core installed "
-        "(environment.yml; see docs/KNIME.md).\n"
-        "Hyperparameters are workflow variables: right-click the workflow > Workflow Variables "
+        "VAE on MNIST. " + _BUNDLE_NOTE + "\n"
+        "Load MNIST -> Train VAE (training + held-out tables) -> Encode / Reconstruct / Generate "
+        "/ Decode; Save Model writes the model to model_path (default: this workflow's data "
+        "folder, where the workflow VAE_MNIST_apply beside it reads it).\n"
+        "Settings are workflow variables: right-click the workflow > Workflow Variables "
         "(latent_dim, beta, epochs, batch_size, learning_rate, lr_schedule, seed, data_dir, "
-        "device, train_limit, eval_limit; 0 = all images).\n"
+        "device, train_limit, eval_limit, eval_set, model_path, overwrite_model).\n"
         "Batch: -workflow.variable=epochs,5,int"),
     variables=VARIABLES,
     nodes=(
-        PythonScript(1, "Load MNIST", "nodes/load_mnist.py", (60, 100),
-                     out_tables=2, out_images=1),
-        PythonScript(2, "Train VAE", "nodes/train_vae.py", (60, 300),
-                     out_tables=1, out_images=1, out_objects=1),
-        LinePlot(3, "Loss per epoch", (560, 420), x="epoch", y=_LOSS_Y,
-                 other_columns=tuple(c for c in LOSS_COLUMNS if c not in ("epoch", *_LOSS_Y)),
-                 title="VAE loss per epoch (train and held-out)",
-                 y_label="loss per image (nats)"),
-        PythonScript(4, "Encode", "nodes/encode.py", (320, 60),
+        PythonScript(1, "Load MNIST", "nodes/load_mnist.py", (60, 200),
+                     out_tables=3, out_images=1),
+        PythonScript(2, "Train VAE", "nodes/train_vae.py", (260, 340),
+                     in_tables=2, out_tables=1, out_images=1, out_objects=1),
+        _loss_plot(3, (700, 480)),
+        PythonScript(4, "Encode", "nodes/encode.py", (460, 60),
                      in_objects=1, in_tables=1, out_tables=1, out_images=1),
-        ScatterPlot(5, "Latent space", (560, 60), x="z1", y="z2", color="digit",
-                    title="Latent means of held-out images, coloured by digit", max_rows=12000),
-        PythonScript(6, "Reconstruct", "nodes/reconstruct.py", (320, 200),
+        _latent_plot(5, (700, 20)),
+        PythonScript(6, "Reconstruct", "nodes/reconstruct.py", (460, 200),
                      in_objects=1, in_tables=1, out_tables=1, out_images=1),
-        PythonScript(7, "Generate", "nodes/generate.py", (320, 340),
+        PythonScript(7, "Generate", "nodes/generate.py", (460, 340),
                      in_objects=1, out_tables=1, out_images=1),
+        PythonScript(8, "Decode", "nodes/decode.py", (700, 120),
+                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
+        PythonScript(9, "Save Model", "nodes/save_model.py", (460, 480),
+                     in_objects=1, out_tables=1),
     ),
     links=(
+        Link(1, "table 1", 2, "table 1"),
+        Link(1, "table 2", 2, "table 2"),
         Link(2, "table 1", 3, "table 1"),
         Link(2, "object 1", 4, "object 1"),
         Link(1, "table 2", 4, "table 1"),
@@ -144,6 +183,46 @@ MAIN = Workflow(
         Link(2, "object 1", 6, "object 1"),
         Link(1, "table 2", 6, "table 1"),
         Link(2, "object 1", 7, "object 1"),
+        Link(2, "object 1", 8, "object 1"),
+        Link(4, "table 1", 8, "table 1"),
+        Link(2, "object 1", 9, "object 1"),
+    ),
+)
+
+APPLY = Workflow(
+    name="VAE_MNIST_apply",
+    annotation=(
+        "Apply a saved VAE, no training. " + _BUNDLE_NOTE + "\n"
+        "Load Model reads model_path (default: the model the workflow VAE_MNIST beside this one "
+        "saved; a `vae-mnist run` folder or its checkpoint.pt works too) -> Encode / "
+        "Reconstruct / Generate / Decode on MNIST's test images (eval_set).\n"
+        "Settings are workflow variables (model_path, data_dir, device, seed, eval_set, "
+        "eval_limit, train_limit)."),
+    variables=APPLY_VARIABLES,
+    nodes=(
+        PythonScript(1, "Load MNIST", "nodes/load_mnist.py", (60, 200),
+                     out_tables=3, out_images=1),
+        PythonScript(2, "Load Model", "nodes/load_model.py", (60, 380),
+                     out_tables=1, out_objects=1),
+        PythonScript(4, "Encode", "nodes/encode.py", (300, 60),
+                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
+        _latent_plot(5, (540, 20)),
+        PythonScript(6, "Reconstruct", "nodes/reconstruct.py", (300, 200),
+                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
+        PythonScript(7, "Generate", "nodes/generate.py", (300, 340),
+                     in_objects=1, out_tables=1, out_images=1),
+        PythonScript(8, "Decode", "nodes/decode.py", (540, 120),
+                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
+    ),
+    links=(
+        Link(2, "object 1", 4, "object 1"),
+        Link(1, "table 2", 4, "table 1"),
+        Link(4, "table 1", 5, "table 1"),
+        Link(2, "object 1", 6, "object 1"),
+        Link(1, "table 2", 6, "table 1"),
+        Link(2, "object 1", 7, "object 1"),
+        Link(2, "object 1", 8, "object 1"),
+        Link(4, "table 1", 8, "table 1"),
     ),
 )
 
@@ -151,20 +230,17 @@ LEGACY = Workflow(
     name="VAE_MNIST_legacy",
     annotation=(
         "The lab's original approach with the legacy Python integration (Python Source node, "
-        "output_table). Needs the 'KNIME Python Integration (legacy)' extension and a Python "
-        "environment with vae_core installed. Hyperparameters are workflow variables."),
-    variables=VARIABLES,
+        "output_table). Needs the 'KNIME Python Integration (legacy)' extension. "
+        + _BUNDLE_NOTE + " Hyperparameters are workflow variables."),
+    variables=TRAINING_VARIABLES,
     nodes=(
         PythonSourceLegacy(1, "Train VAE (legacy)", "nodes/legacy_train_source.py", (60, 100)),
-        LinePlot(2, "Loss per epoch", (300, 100), x="epoch", y=_LOSS_Y,
-                 other_columns=tuple(c for c in LOSS_COLUMNS if c not in ("epoch", *_LOSS_Y)),
-                 title="VAE loss per epoch (train and held-out)",
-                 y_label="loss per image (nats)"),
+        _loss_plot(2, (300, 100)),
     ),
     links=(Link(1, "table 1", 2, "table 1"),),
 )
 
-WORKFLOWS = (MAIN, LEGACY)
+WORKFLOWS = (MAIN, APPLY, LEGACY)
 
 # Placeholder used in the committed sample preference file.
 SAMPLE_ENV = "/path/to/miniforge3/envs/vae-mnist-knime"

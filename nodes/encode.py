@@ -1,8 +1,11 @@
-# KNIME Python Script node "Encode". In: object 1 = model (Train VAE), table 1 = images.
+# KNIME Python Script node "Encode". In: object 1 = model, table 1 = images.
 # Out: table 1 = latent means z1..zk per image with label and digit, image 1 = PNG scatter.
+import sys
+
 import knime.scripting.io as knio
 
-from vae_core.steps import encode_step, params_from_flow_variables
+sys.path.insert(0, knio.get_workflow_data_area_dir())  # the vae_core bundled with the workflow
+from vae_core.steps import encode_step, params_from_flow_variables  # noqa: E402
 
 out = encode_step(knio.input_objects[0], knio.input_tables[0].to_pandas(),
                   params_from_flow_variables(knio.flow_variables))

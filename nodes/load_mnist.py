@@ -1,11 +1,16 @@
-# KNIME Python Script node "Load MNIST" (0 inputs).
-# Out: table 1 = 64 random training images, table 2 = the evaluation images (input of Encode and
-# Reconstruct), image 1 = PNG grid of the samples. Reads the workflow variables (data_dir, seed, ...).
+# KNIME Python Script node "Load MNIST" (0 inputs). Reads the workflow variables (data_dir, seed,
+# train_limit, eval_limit, ...). Out: table 1 = training images, table 2 = held-out images
+# (image_id, source, label, digit, pixel_0..pixel_783 as grey levels 0-255), table 3 = 64 random
+# training images, image 1 = PNG grid of them.
+import sys
+
 import knime.scripting.io as knio
 
-from vae_core.steps import load_mnist_step, params_from_flow_variables
+sys.path.insert(0, knio.get_workflow_data_area_dir())  # the vae_core bundled with the workflow
+from vae_core.steps import load_mnist_step, params_from_flow_variables  # noqa: E402
 
 out = load_mnist_step(params_from_flow_variables(knio.flow_variables))
-knio.output_tables[0] = knio.Table.from_pandas(out.samples)
-knio.output_tables[1] = knio.Table.from_pandas(out.evaluation)
+knio.output_tables[0] = knio.Table.from_pandas(out.train)
+knio.output_tables[1] = knio.Table.from_pandas(out.heldout)
+knio.output_tables[2] = knio.Table.from_pandas(out.samples)
 knio.output_images[0] = out.png

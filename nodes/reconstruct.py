@@ -1,9 +1,12 @@
-# KNIME Python Script node "Reconstruct". In: object 1 = model (Train VAE), table 1 = images.
+# KNIME Python Script node "Reconstruct". In: object 1 = model, table 1 = images.
 # Out: table 1 = 10 images and their reconstructions (kind = original | reconstruction),
 # image 1 = PNG of originals over reconstructions.
+import sys
+
 import knime.scripting.io as knio
 
-from vae_core.steps import params_from_flow_variables, reconstruct_step
+sys.path.insert(0, knio.get_workflow_data_area_dir())  # the vae_core bundled with the workflow
+from vae_core.steps import params_from_flow_variables, reconstruct_step  # noqa: E402
 
 out = reconstruct_step(knio.input_objects[0], knio.input_tables[0].to_pandas(),
                        params_from_flow_variables(knio.flow_variables))

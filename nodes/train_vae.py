@@ -1,11 +1,18 @@
-# KNIME Python Script node "Train VAE" (0 inputs; loads MNIST itself from data_dir).
-# Out: table 1 = loss per epoch, image 1 = PNG loss curve, object 1 = the trained model
-# (a vae_core.artifact.TrainedVAE). Hyperparameters come from the workflow variables.
+# KNIME Python Script node "Train VAE". In: table 1 = training images, table 2 = held-out images
+# (pixel_0..pixel_783, 0-1 or 0-255; optional label). Hyperparameters come from the workflow
+# variables. Out: table 1 = loss per epoch with the settings in every row, image 1 = PNG loss
+# curve, object 1 = the model (plain data + tensors), flow variables vae_train_loss,
+# vae_heldout_loss, ... (last epoch).
+import sys
+
 import knime.scripting.io as knio
 
-from vae_core.steps import params_from_flow_variables, train_step
+sys.path.insert(0, knio.get_workflow_data_area_dir())  # the vae_core bundled with the workflow
+from vae_core.steps import params_from_flow_variables, train_step  # noqa: E402
 
-out = train_step(params_from_flow_variables(knio.flow_variables))
+out = train_step(params_from_flow_variables(knio.flow_variables),
+                 knio.input_tables[0].to_pandas(), knio.input_tables[1].to_pandas())
 knio.output_tables[0] = knio.Table.from_pandas(out.loss)
 knio.output_images[0] = out.png
 knio.output_objects[0] = out.model
+knio.flow_variables.update(out.flow_variables)

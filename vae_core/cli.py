@@ -109,6 +109,16 @@ def _parser() -> argparse.ArgumentParser:
                             "latent probes, interpolation)")
     e.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `vae-mnist run`")
 
+    im = sub.add_parser("import-model", parents=[data_opts],
+                        help="make a run folder from a saved model (KNIME's Save Model node), "
+                             "for `evaluate` and `report`")
+    im.add_argument("model_file", metavar="MODEL_FILE",
+                    help="a model file (.pt) written by the KNIME workflow's Save Model node")
+    im.add_argument("--run-dir", required=True, help="the run folder to create")
+    im.add_argument("--overwrite", action="store_true", help="replace a run the folder holds")
+    im.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                    help="table format (default csv)")
+
     s = sub.add_parser("sweep", parents=[data_opts, hyper_opts, iw_opts],
                        help="train and evaluate a grid of latent sizes × β; judge the lab's "
                             "claims (rerun to resume)")
@@ -220,7 +230,29 @@ def _finished_run_needed(folder: Path) -> None:
                           f"{folder / rundir.STAGING}). Finish it first with `{finish}`.")
 
 
+def _cmd_import(args: argparse.Namespace) -> None:
+    from .pipeline import import_model
+
+    out = import_model(args.model_file, args.run_dir, data_dir=args.data_dir,
+                       overwrite=args.overwrite, table_format=args.format, log=_log(args.quiet))
+    s = out.summary
+    print(f"Imported {args.model_file}: z={s['latent_dim']} β={s['beta']:g}, {s['epochs']} "
+          f"epochs, held-out loss {s['final_test_loss']:.2f} nats/image (as trained).")
+    print(f"Run folder: {out.run_dir.resolve()}; next: vae-mnist evaluate {out.run_dir} / "
+          f"vae-mnist report {out.run_dir}")
+
+
+def _model_file_given(path: Path, command: str) -> None:
+    """A model file where a run folder is expected: say how to make one."""
+    if path.is_file():
+        folder = path.with_suffix("")
+        raise RunDirError(f"{path} is a file; `vae-mnist {command}` takes a run folder. For a "
+                          "model saved by KNIME's Save Model node, make one first: "
+                          f"`vae-mnist import-model {path} --run-dir {folder}`.")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
+    _model_file_given(Path(args.run_dir), "evaluate")
     _finished_run_needed(Path(args.run_dir))
     from .evaluation import evaluate_run_dir
 
@@ -268,6 +300,7 @@ def _cmd_repeat(args: argparse.Namespace) -> None:
 def _cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
+    _model_file_given(Path(args.folder), "report")
     _finished_run_needed(Path(args.folder))
     path = write_report(args.folder, args.output, data_dir=args.data_dir,
                         evaluate_missing=not args.no_evaluate, log=_log(args.quiet),
@@ -282,6 +315,9 @@ def _interrupted(args: argparse.Namespace, argv: list[str], before) -> str:
     if args.command in ("sweep", "repeat"):
         return (f"vae-mnist: interrupted. Finished configurations are kept in {args.out}; to "
                 f"continue where it stopped, run `{again}`.")
+    if args.command == "import-model":
+        return (f"vae-mnist: interrupted; {args.run_dir} is as it was. To import the model, run "
+                f"`{again}`.")
     if args.command == "evaluate":
         return (f"vae-mnist: interrupted before the evaluation finished (metrics.json is written "
                 f"last). To evaluate {args.run_dir}, run `{again}`.")
@@ -317,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             _cmd_fetch(args)
         elif args.command == "evaluate":
             _cmd_evaluate(args)
+        elif args.command == "import-model":
+            _cmd_import(args)
         elif args.command == "sweep":
             _cmd_sweep(args)
         elif args.command == "report":

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from . import evaluate, plots, rundir, tables
-from .checkpoint import config_of, load_checkpoint
+from .checkpoint import config_of, load_checkpoint, save_checkpoint
 from .config import RESUME_MAY_CHANGE, RESUME_MUST_MATCH, TrainConfig, epochs_problem
 from .data import MNISTData, Split, load_mnist
 from .errors import CheckpointError, ConfigError, RunDirError
@@ -209,6 +209,10 @@ def run_training(config: TrainConfig | Mapping[str, Any], run_dir: str | Path, *
                 raise RunDirError(f"Nothing to resume: run folder {run_dir} holds no checkpoint. "
                                   "Start the run without --resume.")
             state = load_checkpoint(source)
+            if "imported_from" in state:
+                raise RunDirError(f"Run folder {run_dir} was made from a saved model "
+                                  f"({state['imported_from']}) and holds no optimizer state, so "
+                                  "it cannot be resumed. Train a new run instead.")
             saved, done = config_of(state, source), _epochs_done(state, source)
             wanted = resume_config(saved, done, given, sources or {}, source)
             taken = {k: v for k, v in wanted.to_dict().items() if k not in given}
@@ -230,6 +234,46 @@ def run_training(config: TrainConfig | Mapping[str, Any], run_dir: str | Path, *
                          with_results=with_results, table_format=table_format, log=log)
     out.run_dir = run_dir
     out.from_checkpoint = taken
+    return out
+
+
+def import_model(model_file: str | Path, run_dir: str | Path, *, data_dir=None,
+                 overwrite: bool = False, table_format: str = "csv",
+                 log: Callable[[str], None] = print) -> Outputs:
+    """Make ``run_dir`` a finished run folder from a saved model (KNIME's Save Model node, or
+    any model file / run checkpoint): the lab's tables and figures computed with that model on
+    the MNIST split its settings name, so ``vae-mnist evaluate`` and ``report`` work on it.
+    The folder holds no optimizer state, so it cannot be resumed (it says so)."""
+    from .artifact import TrainedVAE, load_model_file
+
+    if table_format not in TABLE_FORMATS:
+        raise ConfigError(f"Unknown table format {table_format!r}; use one of {TABLE_FORMATS}.")
+    trained = TrainedVAE.from_record(load_model_file(model_file), f"model file {model_file}")
+    config, history = trained.config, trained.history
+    if not history:
+        raise CheckpointError(f"Model file {model_file} has no loss history; it was not written "
+                              "by a finished training.")
+    run_dir = rundir.prepare_run_dir(run_dir)
+    with rundir.run_lock(run_dir):
+        if rundir.finished_checkpoint(run_dir) or rundir.unfinished_checkpoint(run_dir):
+            if not overwrite:
+                raise RunDirError(f"Run folder {run_dir} already holds a run. Use --overwrite to "
+                                  "replace it, or another --run-dir.")
+        with rundir.staging(run_dir) as stage:
+            data = load_mnist(config, data_dir, log=log)
+            model = trained.model()
+            out = write_results(lab_results(model, config, data, history), model, stage,
+                                table_format)
+            result = TrainResult(model=model, config=config, history=history)
+            source = str(Path(model_file).resolve())
+            out.summary = {**run_summary(config, result, data, out, 0.0), "imported_from": source}
+            atomic_write_text(stage / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+            atomic_write_text(stage / "summary.json", json.dumps(out.summary, indent=2) + "\n")
+            save_checkpoint(stage / CHECKPOINT, {  # last: a failure before it keeps nothing
+                "config": config.to_dict(), "epoch": len(history),
+                "model": trained.record["model"], "imported_from": source,
+                "history": {c: [r.get(c) for r in history] for c in tables.LOSS_COLUMNS}})
+    out.run_dir = run_dir
     return out
 
 

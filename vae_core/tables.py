@@ -59,9 +59,34 @@ def loss_table(history: Sequence[dict]) -> pd.DataFrame:
     return df
 
 
+def with_settings(table: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """``table`` plus one constant column per setting, so rows collected from several runs (a
+    KNIME Loop End) still say which settings made them."""
+    out = table.copy()
+    for name, value in settings.items():
+        if name in out.columns:
+            raise ValueError(f"setting {name} clashes with a column of the table")
+        dtype = {bool: "bool", int: "int64", float: "float64"}.get(type(value), "string")
+        out[name] = pd.Series([value] * len(out), dtype=dtype)
+    return out
+
+
 def image_table(image_ids, source, labels, images) -> pd.DataFrame:
-    """Images with their ids and labels: image_id, source, label, digit, pixel_0..pixel_783."""
-    return _frame([_ids(image_ids, source, labels), _pixels(images)])
+    """Images with their ids and labels: image_id, source, label, digit, pixel_0..pixel_783.
+
+    Pixels are stored as integer grey levels 0-255 (int32): exact for MNIST (read as
+    uint8 / 255) and, measured through KNIME's own table conversion, half the bytes and several
+    times faster to pass between nodes than float64 (BENCHMARKS.md, "KNIME table I/O")."""
+    return _frame([_ids(image_ids, source, labels), grey_levels(images)])
+
+
+def grey_levels(images) -> pd.DataFrame:
+    """Pixels in [0, 1] that are whole multiples of 1/255 as int32 columns 0-255."""
+    arr = _np(images).reshape(len(images), -1).astype(np.float64) * 255.0
+    levels = np.rint(arr)
+    if not np.allclose(arr, levels, rtol=0, atol=1e-3):
+        raise ValueError("images are not whole grey levels; use the float pixel tables")
+    return pd.DataFrame(levels.astype(np.int32), columns=PIXEL_COLUMNS)
 
 
 def latent_table(image_ids, source, labels, mu, logvar=None) -> pd.DataFrame:
@@ -106,8 +131,8 @@ def generated_table(z, images) -> pd.DataFrame:
 def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.Tensor:
     """Pixel columns of a table as a float32 tensor [N, 784] in [0, 1].
 
-    Whole-number values on a 0–255 scale are rescaled with a warning (KNIME image tables are
-    often 0–255);
+    Integer columns are grey levels 0-255 (what Load MNIST writes); float columns with whole
+    numbers above 1 are read the same way, with a warning;
     anything else out of range, missing, or not numeric is a :class:`TableError`.
     """
     if not isinstance(df, pd.DataFrame):
@@ -135,13 +160,16 @@ def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.T
     if lo < 0 or hi > 255:
         raise TableError(f"Pixel values of the {what} range from {lo:g} to {hi:g}; they must be "
                          "in [0, 1] (or 0-255 grey levels).")
-    if hi > 1:
+    integer = all(pd.api.types.is_integer_dtype(block[c]) for c in PIXEL_COLUMNS)
+    if hi > 1 or integer:
         if not np.array_equal(arr, np.round(arr)):
             raise TableError(f"Pixel values of the {what} go up to {hi:g} but are not whole grey "
                              "levels: use pixels in [0, 1] or integer grey levels 0-255.")
-        warnings.warn(f"Pixel values of the {what} go up to {hi:g}: read as 0-255 grey levels "
-                      "and divided by 255.", stacklevel=2)
-        arr = arr / 255.0
+        if not integer:
+            warnings.warn(f"Pixel values of the {what} go up to {hi:g}: read as 0-255 grey "
+                          "levels and divided by 255.", stacklevel=2)
+        # the same float32 division as reading the MNIST files (data.py): bit-identical pixels
+        return torch.from_numpy(arr.astype(np.int32)).to(torch.float32).div_(255.0)
     return torch.from_numpy(arr.astype(np.float32))
 
 
