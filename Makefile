@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # Second test environment: KNIME 5.5's Python pins + this project's dependency floors
-# (constraints/knime-5.5.txt; README, "Tested versions"). KNIME 5.5 runs Python 3.11.
+# (constraints/knime-5.5.txt; README, "Tested versions"), without vae_core installed (as a
+# KNIME user's environment). KNIME 5.5 runs Python 3.11.
 KNIME_PYTHON      ?= python3.11
 KNIME_VENV        ?= .venv-knime
 KNIME_PY          := $(KNIME_VENV)/bin/python
@@ -34,6 +35,9 @@ $(KNIME_VENV)/.installed: pyproject.toml $(KNIME_CONSTRAINTS)
 	# the build floor too: build with the pinned setuptools (pyproject's [build-system] floor)
 	$(KNIME_PY) -m pip install --quiet -c $(KNIME_CONSTRAINTS) setuptools
 	$(KNIME_PY) -m pip install --quiet --no-build-isolation -c $(KNIME_CONSTRAINTS) -e '.[test]'
+	# then, like a KNIME user's environment (environment.yml), third-party packages only: the
+	# workflow tests here run the vae_core bundled in each workflow; pytest imports the checkout
+	$(KNIME_PY) -m pip uninstall --quiet --yes vae-mnist-knime
 	touch $@
 
 demo: $(VENV)/.installed

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from vae_core.artifact import TrainedVAE, as_trained_vae
+from vae_core.artifact import TrainedVAE, load_model_file, model_record
 from vae_core.config import TrainConfig
 from vae_core.errors import CheckpointError, ConfigError, TableError, VAEError
 from vae_core.model import VAE
@@ -23,9 +23,12 @@ from vae_core.steps import (
     FLOW_VARIABLES,
     encode_step,
     generate_step,
+    load_model_step,
     params_from_flow_variables,
     reconstruct_step,
+    save_model_step,
     split_from_table,
+    train_step,
 )
 from vae_core.tables import PIXEL_COLUMNS, image_table
 
@@ -38,16 +41,17 @@ HISTORY = [{"epoch": 1, "train_loss": 200.0, "train_recon": 190.0, "train_kl": 1
 
 
 @pytest.fixture(scope="module")
-def trained() -> TrainedVAE:
+def trained() -> dict:
+    """A model record, as the Train VAE node puts it on its object port."""
     torch.manual_seed(1)
     config = TrainConfig(latent_dim=3, hidden_dim=32, seed=4, device="cpu")
-    return TrainedVAE.from_model(VAE(3, 32), config, HISTORY)
+    return model_record(VAE(3, 32), config, HISTORY)
 
 
 @pytest.fixture(scope="module")
 def images_df() -> pd.DataFrame:
     g = torch.Generator().manual_seed(0)
-    images = torch.rand(12, 784, generator=g)
+    images = torch.randint(0, 256, (12, 784), generator=g) / 255.0  # whole grey levels
     return image_table(torch.arange(100, 112), "test", torch.arange(12) % 10, images)
 
 
@@ -97,82 +101,157 @@ def test_declared_workflow_variables_match_what_the_steps_read():
 
 
 # ----------------------------------------------------------------------------- model object
-def test_model_object_round_trips_through_pickle(trained):
-    x = torch.rand(5, 784, generator=torch.Generator().manual_seed(2))
-    back = pickle.loads(pickle.dumps(trained))
-    assert back.config == trained.config and back.history == HISTORY
-    assert torch.equal(back.model().decode(torch.ones(1, 3)), trained.model().decode(
-        torch.ones(1, 3)))
-    assert torch.equal(back.model().encode(x)[0], trained.model().encode(x)[0])
-    assert "latent_dim=3" in str(back) and "held-out loss 180.00" in str(back)
-    assert back.loss_table()["test_loss"].tolist() == [180.0]
-
-
-def test_pickle_holds_plain_data_only(trained):
-    """Unpickling imports nothing but the class itself (no torch, numpy or other globals)."""
+def test_model_record_unpickles_with_torch_alone(trained):
+    """KNIME unpickles input objects before the script puts the bundled vae_core on sys.path:
+    the port's object may need torch, never vae_core."""
     imported = []
 
     class Recorder(pickle.Unpickler):
         def find_class(self, module, name):
-            imported.append((module, name))
+            imported.append(module)
             return super().find_class(module, name)
 
-    Recorder(io.BytesIO(pickle.dumps(trained))).load()
-    assert imported == [("vae_core.artifact", "TrainedVAE")]
+    back = Recorder(io.BytesIO(pickle.dumps(trained))).load()
+    assert imported and {m.split(".")[0] for m in imported} <= {"torch", "collections"}
+    model = TrainedVAE.from_record(back)
+    assert model.config == TrainedVAE.from_record(trained).config and model.history == HISTORY
+    x = torch.rand(5, 784, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(model.model().encode(x)[0],
+                       TrainedVAE.from_record(trained).model().encode(x)[0])
+    assert str(back).startswith("{'format': 'vae-mnist-model', 'format_version': 1, 'summary': "
+                                "'vae-mnist model: latent_dim=3, hidden_dim=32, beta=1, 1 epochs,"
+                                " held-out loss 180.00'")
 
 
-def test_model_object_unpickles_in_a_fresh_process(trained, tmp_path):
-    """A new Python process with vae_core installed (nothing else on its path) gets the same
-    model: the same bytes of a decoded image."""
+def test_model_record_unpickles_in_a_process_without_vae_core(trained, tmp_path):
+    """A fresh process in which vae_core cannot be imported at all reads the port's object."""
     blob = tmp_path / "model.pickle"
     blob.write_bytes(pickle.dumps(trained))
-    code = ("import pickle, sys, torch\n"
-            "m = pickle.load(open(sys.argv[1], 'rb'))\n"
-            "out = m.model().decode(torch.ones(1, 3)).detach()\n"
-            "sys.stdout.write(out.numpy().tobytes().hex())")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", code, str(blob)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120, check=True).stdout
-    assert out == trained.model().decode(torch.ones(1, 3)).detach().numpy().tobytes().hex()
+    (tmp_path / "sitecustomize.py").write_text(  # hides an installed vae_core (as in .venv)
+        "import sys\n"
+        "class _NoVaeCore:\n"
+        "    def find_spec(self, name, *args):\n"
+        "        if name.split('.')[0] == 'vae_core':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, _NoVaeCore())\n")
+    code = ("import pickle, sys\n"
+            "try:\n    import vae_core\nexcept ModuleNotFoundError:\n    pass\n"
+            "else:\n    sys.exit('vae_core is importable')\n"
+            "r = pickle.load(open(sys.argv[1], 'rb'))\n"
+            "sys.stdout.write(r['model']['encoder.fc_mu.weight'].numpy().tobytes().hex())")
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+           "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code, str(blob)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == trained["model"]["encoder.fc_mu.weight"].numpy().tobytes().hex()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"format": "other"}, "not a vae-mnist model object"),
-    ({"format_version": 99}, "newer than this vae_core"),
-    ({"config": {"latent_dim": "x"}}, "no valid config"),
-    ({"weights": None}, "has no weights"),
-    ({"history": "nope"}, "loss history is damaged"),
+@pytest.mark.parametrize("change, error, message", [
+    ({"format": "other"}, VAEError, "must be the model from a Train VAE or Load Model node"),
+    ({"format_version": 99}, CheckpointError, "newer than this vae_core"),
+    ({"config": {"latent_dim": "x"}}, CheckpointError, "no valid config"),
+    ({"model": None}, CheckpointError, "has no weights"),
+    ({"model": {"w": "not a tensor"}}, CheckpointError, "has no weights"),
+    ({"history": "nope"}, CheckpointError, "loss history is damaged"),
 ])
-def test_damaged_model_objects_are_rejected_on_unpickling(trained, change, message):
-    state = {**trained.__getstate__(), **change}
-    obj = TrainedVAE.__new__(TrainedVAE)
-    with pytest.raises(CheckpointError, match=message):
-        obj.__setstate__(state)
+def test_damaged_model_records_are_rejected(trained, change, error, message):
+    with pytest.raises(error, match=message):
+        TrainedVAE.from_record({**trained, **change})
 
 
-def test_weights_are_loaded_safely(trained):
+def test_model_record_of_another_architecture_is_rejected(trained):
+    other = {**trained, "config": {**trained["config"], "latent_dim": 5}}
+    with pytest.raises(CheckpointError, match="does not match"):
+        TrainedVAE.from_record(other)
+
+
+def test_wrong_objects_on_the_model_port(trained):
+    for wrong in (None, {"weights": b""}, VAE(2, 8), "model"):
+        with pytest.raises(VAEError, match="Connect that node's object output here"):
+            TrainedVAE.from_record(wrong)
+
+
+# ----------------------------------------------------------------------------- model files
+def test_save_and_load_model_steps(trained, tmp_path):
+    data_area = tmp_path / "wf" / "data"
+    table = save_model_step(trained, PARAMS, str(data_area))
+    path = data_area / "vae_mnist_model.pt"
+    assert table["status"].tolist() == ["written"] and table["model_path"][0] == str(path)
+    assert table["latent_dim"].tolist() == [3] and table["vae_heldout_loss"].tolist() == [180.0]
+    raw = torch.load(path, weights_only=True)  # tensors and plain data only
+    assert raw["format"] == "vae-mnist-model" and raw["config"] == trained["config"]
+    before = path.stat().st_mtime_ns
+    assert save_model_step(trained, PARAMS, str(data_area))["status"].tolist() == ["unchanged"]
+    assert path.stat().st_mtime_ns == before
+    loaded = load_model_step(PARAMS, str(data_area))
+    assert loaded.table["status"].tolist() == ["loaded"]
+    assert TrainedVAE.from_record(loaded.model).same_model(TrainedVAE.from_record(trained))
+    absolute = params_from_flow_variables({"device": "cpu", "model_path": str(tmp_path / "m.pt")})
+    save_model_step(trained, absolute, str(data_area))
+    assert (tmp_path / "m.pt").is_file()
+
+
+def test_save_model_never_silently_replaces_a_different_model(trained, tmp_path):
+    torch.manual_seed(9)
+    other = model_record(VAE(3, 32), TrainConfig(latent_dim=3, hidden_dim=32, seed=5), HISTORY)
+    save_model_step(other, PARAMS, str(tmp_path))
+    path = tmp_path / "vae_mnist_model.pt"
+    kept = path.read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a different model .*overwrite_model"):
+        save_model_step(trained, PARAMS, str(tmp_path))
+    assert path.read_bytes() == kept
+    replace = params_from_flow_variables({"device": "cpu", "overwrite_model": 1})
+    assert save_model_step(trained, replace, str(tmp_path))["status"].tolist() == ["replaced"]
+    assert TrainedVAE.from_record(load_model_file(path)).same_model(TrainedVAE.from_record(trained))
+    foreign = tmp_path / "notes.pt"
+    foreign.write_bytes(b"my notes")
+    with pytest.raises(CheckpointError, match="not a vae-mnist model file; it was left untouched"):
+        save_model_step(trained, params_from_flow_variables(
+            {"model_path": str(foreign), "overwrite_model": 1}), str(tmp_path))
+    assert foreign.read_bytes() == b"my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.pt", "vae_mnist_model.pt"]
+
+
+def test_load_model_refuses_foreign_corrupt_and_code_carrying_files(trained, tmp_path):
     class Evil:
         def __reduce__(self):
             return (os.system, ("echo pwned",))
 
-    buffer = io.BytesIO()
-    torch.save({"x": Evil()}, buffer)
-    evil = TrainedVAE(trained.config, buffer.getvalue(), HISTORY)
-    with pytest.raises(CheckpointError, match="damaged or unsafe"):
-        evil.model()
-    garbage = TrainedVAE(trained.config, b"not a torch file", HISTORY)
-    with pytest.raises(CheckpointError, match="damaged or unsafe"):
-        garbage.model()
-    mismatched = TrainedVAE(trained.config.replace(latent_dim=5), trained._weights, HISTORY)
-    with pytest.raises(CheckpointError, match="does not match"):
-        mismatched.model()
+    cases = {"missing.pt": None, "evil.pt": {"format": "vae-mnist-model", "x": Evil()},
+             "foreign.pt": {"format": "something else"}, "text.pt": b"hello",
+             "truncated.pt": "truncate"}
+    good = tmp_path / "good.pt"
+    save_model_step(trained, params_from_flow_variables({"model_path": str(good)}), str(tmp_path))
+    for name, content in cases.items():
+        path = tmp_path / name
+        if isinstance(content, dict):
+            torch.save(content, path)
+        elif content == "truncate":
+            path.write_bytes(good.read_bytes()[:500])
+        elif content is not None:
+            path.write_bytes(content)
+        with pytest.raises(CheckpointError) as err:
+            load_model_step(params_from_flow_variables({"model_path": name}), str(tmp_path))
+        message = str(err.value)
+        assert str(path) in message and "\n" not in message, name
+    assert "could run code" in _load_error(tmp_path, "evil.pt")
+    assert "does not exist" in _load_error(tmp_path, "missing.pt")
 
 
-def test_wrong_objects_on_the_model_port(trained):
-    assert as_trained_vae(trained) is trained
-    for wrong in (None, {"weights": b""}, VAE(2, 8)):
-        with pytest.raises(VAEError, match="model object from the Train VAE node"):
-            as_trained_vae(wrong)
+def _load_error(folder: Path, name: str) -> str:
+    with pytest.raises(CheckpointError) as err:
+        load_model_step(params_from_flow_variables({"model_path": name}), str(folder))
+    return str(err.value)
+
+
+def test_bad_model_path_variables():
+    for bad in ("", "  ", 5):
+        with pytest.raises(ConfigError, match="model_path must be a file path"):
+            params_from_flow_variables({"model_path": bad})
+    for bad in (2, "yes", True):
+        with pytest.raises(ConfigError, match="overwrite_model must be 0"):
+            params_from_flow_variables({"overwrite_model": bad})
 
 
 # ----------------------------------------------------------------------------- steps
@@ -183,7 +262,8 @@ def test_encode_step(trained, images_df):
                                 "logvar1", "logvar2", "logvar3"]
     assert df["image_id"].tolist() == list(range(100, 112))
     assert df["digit"].tolist() == [str(i % 10) for i in range(12)]
-    mu, _ = trained.model().encode(torch.tensor(images_df[PIXEL_COLUMNS].to_numpy(np.float32)))
+    pixels = torch.tensor(images_df[PIXEL_COLUMNS].to_numpy(np.float32)) / 255
+    mu, _ = TrainedVAE.from_record(trained).model().encode(pixels)
     np.testing.assert_allclose(df[["z1", "z2", "z3"]].to_numpy(), mu.detach().numpy(),
                                rtol=1e-5)
     assert out.png.startswith(b"\x89PNG")
@@ -215,7 +295,7 @@ def test_steps_reject_bad_tables(trained, images_df):
     bad_ids = images_df.assign(image_id=[1.5] * 12)
     with pytest.raises(TableError, match="image_id"):
         split_from_table(bad_ids)
-    with pytest.raises(VAEError, match="model object"):
+    with pytest.raises(VAEError, match="must be the model from a Train VAE"):
         reconstruct_step("not a model", images_df, PARAMS)
 
 
@@ -229,19 +309,43 @@ def test_mixed_sources_are_kept_per_row(trained, images_df):
 
 
 def test_load_and_train_steps_on_a_small_subset(mnist_dir):
-    from vae_core.steps import load_mnist_step, train_step
+    from vae_core.data import load_mnist
+    from vae_core.steps import RESULT_VARIABLES, load_mnist_step, train_step
 
     params = params_from_flow_variables({"epochs": 1, "train_limit": 200, "eval_limit": 50,
-                                         "batch_size": 50, "device": "cpu",
+                                         "batch_size": 50, "device": "cpu", "seed": 3,
                                          "data_dir": str(mnist_dir)})
     load = load_mnist_step(params)
-    assert load.samples.shape == (64, 788) and load.evaluation.shape == (50, 788)
-    assert load.png.startswith(b"\x89PNG")
+    assert load.train.shape == (200, 788) and load.heldout.shape == (50, 788)
+    assert load.samples.shape == (64, 788) and load.png.startswith(b"\x89PNG")
+    assert (load.train[PIXEL_COLUMNS].dtypes == np.int32).all()
+    # the grey-level table gives back exactly the pixels read from the MNIST files
+    data = load_mnist(params.config, mnist_dir)
+    assert torch.equal(split_from_table(load.train).images, data.train.images)
+    assert torch.equal(split_from_table(load.heldout).labels, data.eval.labels)
     logged: list[str] = []
-    out = train_step(params, log=logged.append)
-    assert out.loss["epoch"].tolist() == [1] and out.model.history[0]["epoch"] == 1
-    assert logged[0].startswith("Training on 200 images") and "epoch 1/1" in logged[1]
-    assert Path(str(mnist_dir)).is_dir()
+    out = train_step(params, load.train, load.heldout, log=logged.append)
+    assert out.loss["epoch"].tolist() == [1] and out.model["history"][0]["epoch"] == 1
+    assert logged[0].startswith("Training on 200 images, held-out loss on 50")
+    assert "epoch 1/1" in logged[1]
+    # the settings ride along in every row; results are pushed as plain floats
+    assert out.loss[["latent_dim", "beta", "seed", "batch_size", "train_images",
+                     "heldout_images"]].iloc[0].tolist() == [2, 1.0, 3, 50, 200, 50]
+    assert set(out.flow_variables) == set(RESULT_VARIABLES)
+    assert all(type(v) is float for v in out.flow_variables.values())
+    assert out.flow_variables["vae_heldout_loss"] == out.loss["test_loss"].iloc[-1]
+    # the same training as `vae-mnist run` on the same settings
+    from vae_core.train import train
+
+    direct = train(params.config, data, progress=False)
+    assert [r["test_loss"] for r in direct.history] == out.loss["test_loss"].tolist()
+
+
+def test_train_step_rejects_bad_tables(images_df):
+    with pytest.raises(TableError, match=r"training table \(input 1\) lacks"):
+        train_step(PARAMS, pd.DataFrame({"x": [1]}), images_df)
+    with pytest.raises(TableError, match=r"held-out table \(input 2\) is empty"):
+        train_step(PARAMS, images_df, images_df.iloc[:0])
 
 
 def test_vae_core_never_imports_knime():
@@ -250,7 +354,7 @@ def test_vae_core_never_imports_knime():
     offenders = [p.name for p in (REPO / "vae_core").glob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
     nodes = [p for p in (REPO / "nodes").glob("*.py") if pattern.search(p.read_text())]
-    assert len(nodes) == 5  # every new-style node script uses knio; the legacy one does not
+    assert len(nodes) == 8  # every new-style node script uses knio; the legacy one does not
 
 
 def test_decode_step_and_latent_size_mismatch(trained, images_df):

@@ -1,5 +1,7 @@
 """Table schemas (the KNIME contract) and the table -> tensor conversion."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -106,10 +108,31 @@ def test_images_from_table_errors():
         tables.images_from_table(good - 1)
     with pytest.raises(TableError, match="not numeric"):
         tables.images_from_table(good.astype(str))
-    grey = pd.DataFrame(np.full((2, 784), 51), columns=tables.PIXEL_COLUMNS)
-    with pytest.warns(UserWarning, match="0-255"):
+    grey = pd.DataFrame(np.full((2, 784), 51.0), columns=tables.PIXEL_COLUMNS)
+    with pytest.warns(UserWarning, match="0-255"):  # float columns above 1: say so
         scaled = tables.images_from_table(grey)
     assert torch.allclose(scaled, torch.full((2, 784), 0.2))
+
+
+def test_integer_pixel_columns_are_grey_levels_read_exactly_like_the_mnist_files():
+    """Load MNIST writes int32 grey levels; reading them back gives the very float32 pixels
+    data.py computes from the IDX bytes (uint8 / 255), whatever the values."""
+    levels = np.tile(np.arange(256, dtype=np.int32), 4)[:784]
+    frame = pd.DataFrame([levels, levels[::-1]], columns=tables.PIXEL_COLUMNS).astype(np.int32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the designed representation: no warning
+        got = tables.images_from_table(frame)
+    want = torch.from_numpy(np.stack([levels, levels[::-1]]).astype(np.uint8)).to(
+        torch.float32).div_(255.0)
+    assert torch.equal(got, want) and got.is_contiguous()
+    dark = pd.DataFrame(np.zeros((1, 784), dtype=np.int64), columns=tables.PIXEL_COLUMNS)
+    dark["pixel_0"] = 1  # integer columns are grey levels even when all are <= 1
+    assert tables.images_from_table(dark)[0, 0].item() == pytest.approx(1 / 255)
+    table = tables.image_table(torch.arange(2), "test", torch.tensor([1, 2]), want)
+    assert (table[tables.PIXEL_COLUMNS].dtypes == np.int32).all()
+    assert torch.equal(tables.images_from_table(table), want)
+    with pytest.raises(ValueError, match="not whole grey levels"):
+        tables.image_table(torch.arange(1), "test", torch.tensor([1]), torch.full((1, 784), 0.3))
 
 
 def test_fractional_values_above_one_are_refused():

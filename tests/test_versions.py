@@ -124,6 +124,13 @@ def test_the_build_floor_is_pinned_in_the_knime_constraints():
 
 
 @knime_env_only
+def test_knime_env_has_no_vae_core_installed():
+    """As in a KNIME user's environment (environment.yml): the workflows bring their own."""
+    with pytest.raises(metadata.PackageNotFoundError):
+        metadata.version(PYPROJECT["project"]["name"])
+
+
+@knime_env_only
 def test_knime_env_runs_knime_55_pins_and_every_floor():
     assert sys.version_info[:2] == KNIME_55_PYTHON
     for name, version in KNIME_55_PINS.items():

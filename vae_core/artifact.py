@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +179,7 @@ def load_model_file(path: str | Path) -> dict[str, Any]:
                                   "run code, not only tensors and plain data. Only load model "
                                   "files written by vae-mnist.") from None
         raise CheckpointError(f"{path} is not a readable model file ({exc}).") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # a damaged file breaks the unpickler in many ways (KeyError, ...)
         raise CheckpointError(f"{path} is not a vae-mnist model file, or it is truncated or "
                               f"corrupt ({type(exc).__name__}).") from None
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:

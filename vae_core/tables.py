@@ -169,8 +169,10 @@ def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.T
             warnings.warn(f"Pixel values of the {what} go up to {hi:g}: read as 0-255 grey "
                           "levels and divided by 255.", stacklevel=2)
         # the same float32 division as reading the MNIST files (data.py): bit-identical pixels
-        return torch.from_numpy(arr.astype(np.int32)).to(torch.float32).div_(255.0)
-    return torch.from_numpy(arr.astype(np.float32))
+        levels = np.ascontiguousarray(arr, dtype=np.int32)
+        return torch.from_numpy(levels).to(torch.float32).div_(255.0)
+    # row-major like the MNIST tensors: a column-major copy would change matmul rounding
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
 
 def latents_from_table(df: pd.DataFrame, latent_dim: int, *, what: str = "input table"
@@ -197,7 +199,7 @@ def latents_from_table(df: pd.DataFrame, latent_dim: int, *, what: str = "input 
     arr = block.to_numpy(dtype=np.float64, na_value=np.nan)
     if not np.isfinite(arr).all():
         raise TableError(f"The {what} has missing or non-finite z values. Remove or fill them.")
-    return torch.from_numpy(arr.astype(np.float32))
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
 
 def labels_from_table(df: pd.DataFrame) -> np.ndarray:
