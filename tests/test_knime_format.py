@@ -79,7 +79,7 @@ def test_python_script_nodes_have_the_key_tree_of_knime_5(ref):
     ref5 = parse(ref / R58 / "Python Script (#5)" / "settings.xml")  # has a nodeAnnotation
     optional = {"variables", "nodecontainer_message"}  # flow-variable binding, last error
     files = settings_files(OUT / "VAE_MNIST", "Python Script")
-    assert len(files) == 5
+    assert len(files) == sum(isinstance(n, spec.PythonScript) for n in spec.MAIN.nodes) == 7
     for path in files:
         ours = parse(path)
         assert top_keys(ours, {"nodeAnnotation"}) == top_keys(ref14, optional), path
@@ -203,8 +203,12 @@ def test_workflow_knime_satisfies_the_load_rules(folder):
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}",
                         value(wf["authorInformation"], "authored-when"))
     names = [value(v, "name") for v in wf["workflow_variables"].values()]
-    assert names == ["latent_dim", "beta", "epochs", "batch_size", "learning_rate",
-                     "lr_schedule", "seed", "data_dir", "device", "train_limit", "eval_limit"]
+    training = ["latent_dim", "beta", "epochs", "batch_size", "learning_rate", "lr_schedule",
+                "seed", "data_dir", "device", "train_limit", "eval_limit", "eval_set"]
+    assert names == {"VAE_MNIST": [*training, "model_path", "overwrite_model"],
+                     "VAE_MNIST_legacy": training,
+                     "VAE_MNIST_apply": ["seed", "data_dir", "device", "train_limit",
+                                         "eval_limit", "eval_set", "model_path"]}[folder.name]
     n_in, n_out, ids = {}, {}, []
     for node in wf["nodes"].values():
         nid = int(value(node, "id"))
@@ -234,6 +238,10 @@ def test_workflow_knime_satisfies_the_load_rules(folder):
 @pytest.mark.parametrize("folder", ALL_FOLDERS, ids=lambda p: p.name)
 def test_no_data_lock_or_executed_state_is_shipped(folder):
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    bundle = [f for f in files if f.startswith("data/")]
+    # the data area holds exactly vae_core's modules, nothing else (no model, no __pycache__)
+    assert bundle == sorted(f"data/vae_core/{p.name}" for p in (REPO / "vae_core").glob("*.py"))
+    files = [f for f in files if f not in bundle]
     assert [f for f in files if "/" in f] == [f for f in files if f.endswith("/settings.xml")]
     assert {f for f in files if "/" not in f} == {"workflow.knime", "workflowset.meta"}
     for path in folder.glob("*/settings.xml"):
@@ -283,8 +291,16 @@ def test_check_reports_every_kind_of_difference(tmp_path):
     (node / "port_1" / "data.zip").write_bytes(b"x")
     (out / "VAE_MNIST_legacy.knwf").write_bytes(b"not a zip")
     (out / "VAE_MNIST_legacy" / "workflow.knime").unlink()
+    bundled = out / "VAE_MNIST_apply" / "data" / "vae_core"
+    (bundled / "steps.py").write_text((bundled / "steps.py").read_text() + "# edited\n")
+    (bundled / "__pycache__").mkdir()
+    (bundled / "__pycache__" / "steps.pyc").write_bytes(b"x")
+    (out / "VAE_MNIST" / "data" / "vae_mnist_model.pt").write_bytes(b"x")
     problems = build.differences(out_dir=out, root=REPO)
-    want = ["out of date: knime_workflow/VAE_MNIST/Python Script (#2)/settings.xml",
+    want = ["out of date: knime_workflow/VAE_MNIST_apply/data/vae_core/steps.py",
+            "unexpected file: knime_workflow/VAE_MNIST_apply/data/vae_core/__pycache__/steps.pyc",
+            "unexpected file: knime_workflow/VAE_MNIST/data/vae_mnist_model.pt",
+            "out of date: knime_workflow/VAE_MNIST/Python Script (#2)/settings.xml",
             "unexpected file: knime_workflow/VAE_MNIST/.knimeLock",
             "unexpected file: knime_workflow/VAE_MNIST/Python Script (#2)/port_1/data.zip",
             "out of date: knime_workflow/VAE_MNIST_legacy.knwf",
@@ -379,9 +395,8 @@ def test_environment_yml_matches_pyproject():
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     # torch and torchvision come from PyPI as a matching pair (tests/test_versions.py checks
     # that every bound equals pyproject's)
-    assert pip[-1] == "-e ." and [re.split(r"[=<>]", d)[0] for d in pip[:-1]] == [
-        "torch", "torchvision"]
-    names = {re.split(r"[=<>]", d)[0] for d in deps + pip[:-1]}
+    assert [re.split(r"[=<>]", d)[0] for d in pip] == ["torch", "torchvision"]  # no -e .
+    names = {re.split(r"[=<>]", d)[0] for d in deps + pip}
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for req in project["dependencies"]:
         name = re.split(r"[<>=!~ \[]", req)[0].lower()
