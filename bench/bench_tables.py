@@ -1,0 +1,135 @@
+"""KNIME-side table I/O of the main workflow vs its training time, per pixel representation.
+
+    VAE_MNIST_DIR=../shared/mnist python bench/bench_tables.py [--epochs-timed 2] [--json FILE]
+
+Every table port of VAE_MNIST at its defaults (60k file, 48,000 training / 12,000 held-out
+images, 30 epochs) is timed through KNIME 5.5.3's real Python conversion (../shared/knime/python,
+driven by tests/knime_double/knime_ports.py): ``Table.from_pandas`` + the real ArrowDataSink
+writing the port file (the sending node), then the real ArrowSourceTable reading it +
+``to_pandas`` + the step's table reader (each receiving node). Pixels go once as float64 in
+[0, 1] and once as int32 grey levels 0-255. Java's side of a port (copying the file into its
+table store) is not timed: it does not exist here. Training is timed in the same run (the
+Train VAE step's own training, ``epochs_timed`` epochs, scaled to 30); nothing else may run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "knime_double"))  # KNIME's real conversion, test-only
+sys.path.insert(0, str(ROOT))
+
+from knime_ports import new_port_dir, read_table, write_table  # noqa: E402
+from knime_runner import Table  # noqa: E402
+
+from vae_core import pipeline, tables  # noqa: E402
+from vae_core.config import TrainConfig  # noqa: E402
+from vae_core.data import MNISTData, load_mnist  # noqa: E402
+from vae_core.model import VAE  # noqa: E402
+from vae_core.train import train  # noqa: E402
+
+TARGET = 0.15  # table I/O at most 15 % of the workflow's training time (issue 11)
+
+
+def _send(df: pd.DataFrame, folder: Path, name: str) -> tuple[Path, float]:
+    started = time.perf_counter()
+    path = folder / f"{name}.arrow"
+    write_table(Table.from_pandas(df), path)
+    return path, time.perf_counter() - started
+
+
+def _receive(path: Path, reader=None) -> float:
+    started = time.perf_counter()
+    df = read_table(path).to_pandas()
+    if reader is not None:
+        reader(df)
+    return time.perf_counter() - started
+
+
+def port_costs(data: MNISTData, model: VAE, representation: str) -> dict[str, float]:
+    """Seconds of every table edge of VAE_MNIST (send once, receive once per consumer)."""
+    def image_table(split):
+        df = tables.image_table(split.ids, split.source, split.labels, split.images)
+        if representation == "float64":
+            pixels = df[tables.PIXEL_COLUMNS].to_numpy(np.float64) / 255.0
+            df[tables.PIXEL_COLUMNS] = pixels
+        return df
+
+    folder = new_port_dir("bench")
+    costs: dict[str, float] = {}
+    train_df, heldout_df = image_table(data.train), image_table(data.eval)
+    path, costs["training images: Load MNIST -> Train VAE"] = _send(train_df, folder, "train")
+    costs["training images: Load MNIST -> Train VAE"] += _receive(
+        path, tables.images_from_table)
+    path, sent = _send(heldout_df, folder, "heldout")
+    costs["held-out images: Load MNIST -> Train VAE, Encode, Reconstruct"] = sent + sum(
+        _receive(path, tables.images_from_table) for _ in range(3))
+    latent = pipeline.latent_part(model, data.eval)
+    path, sent = _send(latent, folder, "latent")
+    costs["latent table: Encode -> Scatter Plot, Decode"] = sent + sum(
+        _receive(path) for _ in range(2))
+    z = tables.latents_from_table(latent, model.latent_dim)
+    with torch.no_grad():
+        decoded = tables.generated_table(z, model.decode(z))
+    path, sent = _send(decoded, folder, "decoded")
+    costs["decoded images: Decode output"] = sent
+    small = {"samples": pipeline.sample_part(data.train, 64, 0)[0],
+             "reconstructions": pipeline.reconstruction_part(model, data.eval, 10, 0)[0],
+             "generated": pipeline.generated_part(model, 64, 0)[0]}
+    costs["small tables (samples, reconstructions, generated)"] = sum(
+        _send(df, folder, name)[1] for name, df in small.items())
+    return costs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs-timed", type=int, default=2,
+                        help="training epochs timed (scaled to the workflow's 30)")
+    parser.add_argument("--train-limit", type=int, default=None,
+                        help="fewer images (smoke test only; the figures need all)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    workflow = TrainConfig(device="cpu")  # VAE_MNIST's defaults (30 epochs)
+    limits = {} if args.train_limit is None else {"train_limit": args.train_limit,
+                                                  "eval_limit": args.train_limit // 4}
+    data = load_mnist(workflow.replace(**limits), None)
+    timed = workflow.replace(epochs=args.epochs_timed, **limits)
+    started = time.perf_counter()
+    result = train(timed, data, progress=False)
+    train_seconds = (time.perf_counter() - started) / args.epochs_timed * workflow.epochs
+    report = {"machine": f"{platform.processor() or platform.machine()}, "
+                         f"{torch.get_num_threads()} torch threads",
+              "python": platform.python_version(), "pandas": pd.__version__,
+              "images": [len(data.train), len(data.eval)],
+              "train_seconds_30_epochs": round(train_seconds, 1), "representations": {}}
+    print(f"Training, {len(data.train)} images: {train_seconds / workflow.epochs:.2f} s/epoch "
+          f"-> {train_seconds:.1f} s for the workflow's {workflow.epochs} epochs")
+    for representation in ("float64", "int32"):
+        costs = port_costs(data, result.model, representation)
+        total = sum(costs.values())
+        ratio = total / train_seconds
+        report["representations"][representation] = {
+            "ports": {k: round(v, 3) for k, v in costs.items()},
+            "total_seconds": round(total, 2), "share_of_training": round(ratio, 4)}
+        print(f"\npixels as {representation}: table I/O {total:.2f} s = {ratio:.1%} of training"
+              f" ({'meets' if ratio <= TARGET else 'misses'} the {TARGET:.0%} target)")
+        for name, seconds in costs.items():
+            print(f"  {seconds:7.2f} s  {name}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
