@@ -63,6 +63,13 @@ def find_knime(knime: str | None = None, env: dict[str, str] | None = None) -> P
                      "launcher in the KNIME installation folder) or set KNIME_HOME to that folder.")
 
 
+def declared_variables(workflow: Path) -> tuple[spec.Variable, ...]:
+    """The variables a workflow declares, found by its name (VAE_MNIST_apply.knwf, a folder
+    VAE_MNIST_legacy, ...); any other workflow is typed like the main one."""
+    name = workflow.stem if workflow.suffix == ".knwf" else workflow.name
+    return next((wf.variables for wf in spec.WORKFLOWS if wf.name == name), spec.VARIABLES)
+
+
 def variable_args(values: dict[str, str], variables=spec.VARIABLES) -> list[str]:
     """``-workflow.variable=name,value,type`` for each value, typed by its declaration."""
     declared = {v.name: v for v in variables}
@@ -106,7 +113,7 @@ def build_command(knime: Path, workflow: Path, values: dict[str, str], *,
             raise BatchError(f"Preference file {preferences} does not exist. Write one with "
                              "python -m knime_workflow.build --epf <conda env folder>.")
         cmd.append(f"-preferences={preferences}")
-    cmd += variable_args(values)
+    cmd += variable_args(values, declared_variables(workflow))
     if vmargs:
         cmd += ["-vmargs", *vmargs]  # must come last
     return cmd

@@ -440,6 +440,17 @@ def test_batch_rejects_bad_variables(values, message):
         batch.build_command(Path("knime"), OUT / "VAE_MNIST.knwf", values)
 
 
+def test_batch_types_variables_by_the_chosen_workflow():
+    apply_cmd = batch.build_command(Path("knime"), OUT / "VAE_MNIST_apply.knwf",
+                                    {"model_path": "/m/model.pt", "eval_limit": "100"})
+    assert "-workflow.variable=model_path,/m/model.pt,String" in apply_cmd
+    assert "-workflow.variable=eval_limit,100,int" in apply_cmd
+    with pytest.raises(batch.BatchError, match="Unknown workflow variable 'epochs'. Known: seed"):
+        batch.build_command(Path("knime"), OUT / "VAE_MNIST_apply.knwf", {"epochs": "5"})
+    with pytest.raises(batch.BatchError, match="Unknown workflow variable 'model_path'"):
+        batch.build_command(Path("knime"), OUT / "VAE_MNIST_legacy", {"model_path": "x"})
+
+
 def test_batch_finds_knime_or_says_how(tmp_path):
     exe = _fake_knime(tmp_path)
     assert batch.find_knime(str(tmp_path), env={}) == exe
