@@ -371,3 +371,18 @@ def test_decode_step_and_latent_size_mismatch(trained, images_df):
         decode_step(trained, latent.assign(z4=0.0), PARAMS)
     with pytest.raises(TableError, match="missing or non-finite"):
         decode_step(trained, latent.assign(z2=np.nan), PARAMS)
+
+
+def test_missing_pytorch_fails_the_first_node_with_one_message(tmp_path):
+    """KNIME's bundled environment has no PyTorch: importing vae_core (the first thing every
+    node script does) names the missing packages and where KNIME's environment is chosen.
+    `python -S` is an interpreter without any installed package."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-S", "-c", "import vae_core.steps"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: vae_core needs the Python package(s) pytorch, "
+                           "torchvision, numpy, pandas<3, matplotlib, pillow, tqdm, missing in "
+                           "the Python environment ")
+    assert "Preferences > KNIME > Python" in last and "environment.yml" in last
