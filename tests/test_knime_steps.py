@@ -386,3 +386,19 @@ def test_missing_pytorch_fails_the_first_node_with_one_message(tmp_path):
                            "torchvision, numpy, pandas<3, matplotlib, pillow, tqdm, missing in "
                            "the Python environment ")
     assert "Preferences > KNIME > Python" in last and "environment.yml" in last
+
+
+def test_train_step_learns_from_any_grey_image_table():
+    """Not only Load MNIST's output: a float 0-1 table without ids or labels (as a CSV Reader
+    gives for Fashion-MNIST, or a user's own digits) trains the same way."""
+    g = torch.Generator().manual_seed(3)
+    pixels = (torch.rand(60, 784, generator=g) > 0.7).double().numpy()
+    own = pd.DataFrame(pixels, columns=PIXEL_COLUMNS)
+    own.index = pd.Index([f"img{i}" for i in range(60)], dtype="string", name="<RowID>")
+    params = params_from_flow_variables({"epochs": 2, "batch_size": 20, "device": "cpu",
+                                         "latent_dim": 3})
+    out = train_step(params, own.iloc[:40], own.iloc[40:], log=lambda _: None)
+    assert out.loss[["train_images", "heldout_images"]].iloc[0].tolist() == [40, 20]
+    assert out.loss["train_loss"].iloc[1] < out.loss["train_loss"].iloc[0]
+    latent = encode_step(out.model, own, params).table
+    assert len(latent) == 60 and set(latent["label"]) == {-1}
