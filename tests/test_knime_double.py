@@ -1,22 +1,30 @@
-"""The knio test double behaves like KNIME's documented contract (KNIO_API.md §1, §2, §7).
+"""The KNIME stand-in runs KNIME 5.5.3's real Python code and adds only what Java does.
 
-If the double were lax, the workflow test would prove nothing, so each rule has a test here.
+knime.scripting.io, knime.api.table and the pandas/Arrow conversion are KNIME's own (from
+../shared/knime/python); these tests check the wiring and the Java-side rules the stand-in adds
+(RowID check, flow variables as py4j sends them, image reading, object files, process boundary),
+and that scripts fail here the way they fail in KNIME.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
+import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 DOUBLE = Path(__file__).resolve().parent / "knime_double"
-sys.path.insert(0, str(DOUBLE))  # test-only; the double is never installed
+sys.path.insert(0, str(DOUBLE))  # test-only; the stand-in is never installed
 
+import knime_java  # noqa: E402  (first: puts KNIME's real sources on sys.path)
+import knime_runner  # noqa: E402,F401  (and the test process's table backend)
 from knime.api.table import BatchOutputTable, Table  # noqa: E402
+from knime_ports import read_table, write_table  # noqa: E402
 from knime_runner import (  # noqa: E402
     NodeExecutionError,
     run_legacy_source,
@@ -25,6 +33,7 @@ from knime_runner import (  # noqa: E402
 )
 
 HEAD = "import knime.scripting.io as knio\nimport pandas as pd\n"
+NUMPY_2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 
 
 def run(body: str, tmp_path, **kw):
@@ -32,110 +41,119 @@ def run(body: str, tmp_path, **kw):
     return run_script(HEAD + body, workflow_dir=tmp_path, **kw)
 
 
-# ----------------------------------------------------------------------------- Table
-def test_table_constructor_is_forbidden():
-    with pytest.raises(RuntimeError, match="from_ methods"):
-        Table()
+# ----------------------------------------------------------------------------- wiring
+def test_the_knime_modules_are_knimes_own(tmp_path):
+    shared = knime_java.KNIME_PYTHON.resolve()
+    assert Path(inspect.getfile(Table)).resolve().is_relative_to(shared)
+    assert not (DOUBLE / "knime").exists(), "no hand-written knime package may shadow KNIME's"
+    res = run("import knime.api.table as t\nknio.flow_variables['io'] = knio.__file__\n"
+              "knio.flow_variables['table'] = t.__file__", tmp_path)
+    for name in ("io", "table"):
+        assert Path(res.flow_variables[name]).resolve().is_relative_to(shared)
 
 
-def test_from_pandas_needs_a_dataframe():
-    with pytest.raises(ValueError, match="expects a pandas.DataFrame"):
-        Table.from_pandas([1, 2, 3])
+def test_missing_knime_sources_fail_with_one_clear_message(monkeypatch, tmp_path):
+    gone = tmp_path / "knime-python-5.5.3"
+    monkeypatch.setattr(knime_java, "KNIME_PYTHON", gone)
+    monkeypatch.setattr(knime_java, "KNIME_SOURCES", [gone / "org.knime.python3"])
+    with pytest.raises(ImportError, match=f"sources are missing: {gone}. The KNIME tests"):
+        knime_java.use_knime_sources()
 
 
-def test_row_ids_auto_keep_generate():
-    df = pd.DataFrame({"a": [1, 2, 3]}, index=[0, 2, 5])
-    assert list(Table.from_pandas(df).to_pandas().index) == ["Row0", "Row2", "Row5"]
-    assert list(Table.from_pandas(df, row_ids="generate").to_pandas().index) == [
-        "Row0", "Row1", "Row2"]
-    assert list(Table.from_pandas(df, row_ids="keep").to_pandas().index) == ["0", "2", "5"]
-    named = pd.DataFrame({"a": [1, 2]}, index=["x", "y"])
-    assert list(Table.from_pandas(named).to_pandas().index) == ["x", "y"]
+def test_tables_cross_a_port_through_knimes_conversion(tmp_path):
+    df = pd.DataFrame({"i": np.array([1, 2, 3]), "f": np.array([0.5, 1, 2], np.float32),
+                       "s": ["a", None, "c"]}, index=["x", "y", "z"])
+    write_table(Table.from_pandas(df), tmp_path / "t.arrow")
+    back = read_table(tmp_path / "t.arrow")
+    assert type(back).__name__ == "ArrowSourceTable" and back.num_batches == 1
+    got = back.to_pandas()
+    assert list(got.index) == ["x", "y", "z"] and got.index.name == "<RowID>"
+    assert got["f"].dtype == np.float64 and str(got["s"].dtype) == "string"
+    assert got["i"].tolist() == [1, 2, 3] and got["s"].isna().tolist() == [False, True, False]
 
 
-def test_to_pandas_index_and_string_dtypes():
-    df = pd.DataFrame({"s": ["a", "b"], "i": np.array([1, 2], dtype=np.int64)})
-    back = Table.from_pandas(df).to_pandas()
-    assert back.index.name == "<RowID>"
-    assert str(back.index.dtype) == "string"
-    assert str(back["s"].dtype) == "string"
-    assert back["i"].dtype == np.int64
-
-
-@pytest.mark.parametrize("dtype", ["int8", "int16", "uint8", "uint32", "float16"])
-def test_unsupported_dtypes_are_rejected(dtype):
-    df = pd.DataFrame({"x": np.array([1, 2], dtype=dtype)})
-    with pytest.raises(ValueError, match="Data type '.*' in column 'x' is not supported"):
-        Table.from_pandas(df)
-
-
-def test_float32_widened_and_category_decoded():
-    df = pd.DataFrame({"f": np.array([0.5, 1.5], dtype=np.float32),
-                       "c": pd.Categorical(["a", "b"])})
-    table = Table.from_pandas(df)
-    assert table.schema.field("f").type == pa.float64()
-    assert table.schema.field("c").type == pa.string()
-
-
-def test_column_names_become_strings():
-    assert Table.from_pandas(pd.DataFrame({0: [1], 1: [2]})).column_names == ["0", "1"]
-
-
-def test_int_column_with_missing_values_comes_back_as_float_unless_sentinel():
-    table = Table.from_pyarrow(pa.table({"i": pa.array([1, None], pa.int64())}))
-    assert table.to_pandas()["i"].dtype == np.float64
-    assert table.to_pandas(sentinel="min")["i"].tolist() == [1, -(2 ** 63)]
-
-
-def test_from_pandas_sentinel_marks_missing():
-    table = Table.from_pandas(pd.DataFrame({"i": [1, -1]}), sentinel=-1)
-    assert table.to_pyarrow().column("i").null_count == 1
-
-
-def test_rowid_column_name_is_reserved():
-    table = Table.from_pandas(pd.DataFrame({"<RowID>": ["a"], "x": [1]}))
-    with pytest.raises(RuntimeError, match="reserved"):
-        table.to_pandas()
-
-
-def test_shape_is_columns_first_and_rowid_not_counted():
-    table = Table.from_pandas(pd.DataFrame({"a": [1, 2, 3], "b": [4, 5, 6]}))
-    assert (table.num_columns, table.num_rows, table.shape) == (2, 3, (2, 3))
-    assert table.to_pyarrow().column_names[0] == "<RowID>"
-
-
-def test_from_pyarrow_row_id_rules_and_batch_sizes():
-    t = pa.table({"<RowID>": ["r1", "r2"], "x": [1, 2]})
-    assert list(Table.from_pyarrow(t).to_pandas().index) == ["r1", "r2"]
-    keep = Table.from_pyarrow(pa.table({"id": ["a", "b"], "x": [1, 2]}), row_ids="keep")
-    assert keep.num_columns == 1 and list(keep.to_pandas().index) == ["a", "b"]
-    ragged = pa.concat_tables([pa.table({"x": [1]}), pa.table({"x": [2, 3]})])
-    with pytest.raises(ValueError, match="same size"):
-        Table.from_pyarrow(ragged)
-    Table.from_pyarrow(ragged.combine_chunks())
-
-
-def test_batch_output_table():
+def test_the_test_process_can_build_tables_after_runs(tmp_path):
+    """setupIO installs KNIME's table backend and closeOutputs removes it; the runner restores
+    the test process's own, also after a failed node."""
+    run("knio.output_tables[0] = knio.Table.from_pandas(pd.DataFrame({'a': [1]}))", tmp_path,
+        n_out_tables=1)
+    with pytest.raises(NodeExecutionError):
+        run("raise ValueError('x')", tmp_path)
     bot = BatchOutputTable.create()
     bot.append(pd.DataFrame({"x": [1, 2]}))
-    with pytest.raises(TypeError, match="Can only append"):
-        bot.append([1, 2])
-    with pytest.raises(ValueError, match="same number of columns"):
-        bot.append(pd.DataFrame({"y": ["a"]}))
     assert bot.num_batches == 1
-    with pytest.raises(ValueError):
-        BatchOutputTable.create(row_ids="auto")
+    assert Table.from_pandas(pd.DataFrame({"a": [1]})).to_pandas()["a"].tolist() == [1]
 
 
-# ----------------------------------------------------------------------------- ports
-def test_port_lists_have_fixed_size_and_raise_key_error(tmp_path):
-    with pytest.raises(NodeExecutionError, match="KeyError: .*Invalid port index 1"):
-        run("knio.output_tables[1] = knio.Table.from_pandas(pd.DataFrame({'a': [1]}))",
-            tmp_path, n_out_tables=1)
-    with pytest.raises(NodeExecutionError, match="KeyError"):
-        run("knio.output_tables[-1]", tmp_path, n_out_tables=1)
-    with pytest.raises(NodeExecutionError, match="AttributeError"):
-        run("knio.output_tables.append(1)", tmp_path, n_out_tables=1)
+def test_in_process_runs_restore_cwd_and_sys_path(tmp_path):
+    cwd, path = os.getcwd(), list(sys.path)
+    run("import os, sys\nknio.flow_variables['cwd'] = os.getcwd()\n"
+        "knio.flow_variables['path0'] = sys.path[0]", tmp_path)
+    with pytest.raises(NodeExecutionError, match="Node hangs"):
+        run("import sys\nsys.exit(0)", tmp_path)
+    assert (os.getcwd(), sys.path) == (cwd, path)
+
+
+# ----------------------------------------------------------------------------- KNIME's failures
+def test_large_string_row_ids_fail_as_in_knime(tmp_path):
+    """What pandas 3 produces for a string index: KNIME 5.5 cannot store it."""
+    body = ("import pyarrow as pa\nknio.output_tables[0] = knio.Table.from_pyarrow(pa.table("
+            "{'<RowID>': pa.array(['r0'], pa.large_string()), 'x': [1]}))")
+    with pytest.raises(NodeExecutionError, match=r"^Execute failed: ValueError: Data type "
+                       r"'large_string' in column '<RowID>' is not supported in KNIME Python"):
+        run(body, tmp_path, n_out_tables=1)
+
+
+def test_numpy_float64_flow_variable_fails_only_under_numpy_2(tmp_path):
+    """py4j sends repr(value) for a float: numpy 2 writes 'np.float64(3.5)', which Java's
+    Double.parseDouble rejects, so the node fails; under numpy 1.26 (KNIME 5.5) it is 3.5."""
+    body = "import numpy as np\nknio.flow_variables['x'] = np.float64(3.5)"
+    if NUMPY_2:
+        with pytest.raises(NodeExecutionError, match=r'For input string: "np\.float64\(3\.5\)"'):
+            run(body, tmp_path)
+    else:
+        assert run(body, tmp_path).flow_variables == {"x": 3.5}
+    plain = "import numpy as np\nknio.flow_variables['x'] = float(np.float64(3.5))"
+    assert run(plain, tmp_path).flow_variables == {"x": 3.5}
+
+
+@pytest.mark.parametrize("body", ["import sys\nsys.exit(0)", "raise SystemExit(1)"])
+def test_sys_exit_makes_the_node_hang(tmp_path, body):
+    with pytest.raises(NodeExecutionError, match="^Node hangs: .*SystemExit"):
+        run(body, tmp_path, n_out_tables=1)
+
+
+def test_sys_exit_hangs_in_a_fresh_process_too(tmp_path):
+    with pytest.raises(NodeExecutionError, match="^Node hangs: .*SystemExit"):
+        run_script_isolated(HEAD + "import sys\nsys.exit()", workflow_dir=tmp_path,
+                            flow_variables={})
+
+
+def test_a_dataframe_is_not_a_table(tmp_path):
+    with pytest.raises(NodeExecutionError, match=r"^Execute failed: KnimeUserError: Output table "
+                       r"'0' must be of type knime.api.Table or knime.api.BatchOutputTable, "
+                       r"but got <class 'pandas.core.frame.DataFrame'>\.$"):
+        run("knio.output_tables[0] = pd.DataFrame({'a': [1]})", tmp_path, n_out_tables=1)
+
+
+def test_duplicate_row_ids_fail_after_the_script(tmp_path):
+    """Java's RowKeyChecker reads the written table; Python itself accepts the duplicates."""
+    body = ("df = pd.DataFrame({'a': [1, 2]})\n"
+            "knio.output_tables[0] = knio.Table.from_pandas(pd.concat([df, df]))\n"
+            "knio.flow_variables['script_finished'] = True")
+    with pytest.raises(NodeExecutionError, match=r'^Execute failed: Row key checking: .*'
+                                                 r'duplicate row ID "Row0"'):
+        run(body, tmp_path, n_out_tables=1)
+
+
+@pytest.mark.parametrize(("dtype", "arrow"), [("int8", "int8"), ("uint8", "uint8"),
+                                              ("int16", "int16"), ("float16", "halffloat")])
+def test_narrow_numeric_columns_fail(tmp_path, dtype, arrow):
+    body = (f"import numpy as np\nknio.output_tables[0] = knio.Table.from_pandas("
+            f"pd.DataFrame({{'x': np.array([1, 2], dtype='{dtype}')}}))")
+    with pytest.raises(NodeExecutionError, match=f"Data type '{arrow}' in column 'x' is not "
+                                                 "supported in KNIME Python"):
+        run(body, tmp_path, n_out_tables=1)
 
 
 def test_every_declared_output_must_be_filled(tmp_path):
@@ -143,49 +161,57 @@ def test_every_declared_output_must_be_filled(tmp_path):
         run("pass", tmp_path, n_out_tables=1)
     with pytest.raises(NodeExecutionError, match=r"output_images\[0\] has not been populated"):
         run("pass", tmp_path, n_out_images=1)
-    with pytest.raises(NodeExecutionError, match=r"output_objects\[0\] has not been populated"):
+    with pytest.raises(NodeExecutionError, match=r"^Execute failed: KnimeUserError: Expected an "
+                       r"object in output_objects\[0\], got None"):
         run("pass", tmp_path, n_out_objects=1)
 
 
-def test_a_dataframe_is_not_a_table(tmp_path):
-    with pytest.raises(NodeExecutionError, match="must be of type knime.api.Table"):
-        run("knio.output_tables[0] = pd.DataFrame({'a': [1]})", tmp_path, n_out_tables=1)
+def test_port_lists_have_fixed_size_and_raise_key_error(tmp_path):
+    with pytest.raises(NodeExecutionError, match="KeyError: .*Invalid port index 1"):
+        run("knio.output_tables[1] = knio.Table.from_pandas(pd.DataFrame({'a': [1]}))",
+            tmp_path, n_out_tables=1)
 
 
-def test_duplicate_row_ids_fail_after_the_script(tmp_path):
-    body = ("df = pd.DataFrame({'a': [1, 2]})\n"
-            "knio.output_tables[0] = knio.Table.from_pandas(pd.concat([df, df]))")
-    with pytest.raises(NodeExecutionError, match="duplicate row ID \"Row0\""):
-        run(body, tmp_path, n_out_tables=1)
-
-
-def test_images_must_be_bytes_and_bad_bytes_make_the_port_inactive(tmp_path):
+def test_images_are_read_as_java_reads_them(tmp_path):
     with pytest.raises(NodeExecutionError, match="can't be written into a file"):
         run("knio.output_images[0] = '<svg/>'", tmp_path, n_out_images=1)
-    res = run("knio.output_images[0] = b'not an image'", tmp_path, n_out_images=1)
-    assert res.image_kinds == [None]
+    assert run("knio.output_images[0] = b'no image'", tmp_path,
+               n_out_images=1).image_kinds == [None]
     svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>'
-    assert run(f"knio.output_images[0] = {svg!r}", tmp_path, n_out_images=1).image_kinds == ["svg"]
+    res = run(f"knio.output_images[0] = {svg!r}", tmp_path, n_out_images=1)
+    assert (res.image_kinds, res.images) == (["svg"], [svg])
 
 
-def test_flow_variable_rules(tmp_path):
-    with pytest.raises(NodeExecutionError, match="Flow variable 'n' of type"):
-        run("import numpy as np\nknio.flow_variables['n'] = np.int64(3)", tmp_path)
+def test_flow_variables_as_java_receives_them(tmp_path):
     res = run("knio.flow_variables.update(a=1, b=2.5, c='x', d=True, e=None, f=[], g=[1, 'a'],"
-              " h=[1, 2])\nknio.flow_variables['knime.mine'] = 1", tmp_path)
-    assert res.flow_variables == {"a": 1, "b": 2.5, "c": "x", "d": True, "h": [1, 2]}
+              " h=[1, 2], t=(0.5, 1.5), s={1}, m={'k': 1}, n=[[1]], big=2**40, same=7)\n"
+              "knio.flow_variables['knime.mine'] = 1", tmp_path,
+              flow_variables={"same": 7, "knime.workspace": str(tmp_path)})
+    assert res.flow_variables == {"a": 1, "b": 2.5, "c": "x", "d": True, "h": [1, 2],
+                                  "t": [0.5, 1.5], "big": 2 ** 40}
+    with pytest.raises(NodeExecutionError, match="KnimeUserError: Flow variable 'n' of type "
+                                                 "'<class 'numpy.int64'>' cannot be translated"):
+        run("import numpy as np\nknio.flow_variables['n'] = np.int64(3)", tmp_path)
+    with pytest.raises(NodeExecutionError, match="NumberFormatException"):
+        run("knio.flow_variables['n'] = 2**70", tmp_path)  # beyond a Java long
 
 
 def test_exec_contract_no_main_no_file_cwd_is_workflow_dir(tmp_path):
     body = ("import os\nknio.flow_variables['name'] = __name__\n"
             "knio.flow_variables['cwd'] = os.getcwd()\n"
             "knio.flow_variables['has_file'] = '__file__' in globals()\n"
-            "knio.flow_variables['data'] = knio.get_workflow_data_area_dir()")
+            "knio.flow_variables['data'] = knio.get_workflow_data_area_dir()\n"
+            "knio.flow_variables['temp'] = os.path.isdir(knio.get_workflow_temp_dir())\n"
+            "import threading\n"
+            "knio.flow_variables['main'] = threading.current_thread() is threading.main_thread()")
     res = run(body, tmp_path)
-    assert res.flow_variables["name"] == "builtins"
-    assert res.flow_variables["cwd"] == str(tmp_path.resolve())
-    assert res.flow_variables["has_file"] is False
-    assert res.flow_variables["data"] == str(tmp_path.resolve() / "data")
+    assert res.flow_variables == {"name": "builtins", "cwd": str(tmp_path.resolve()),
+                                  "has_file": False, "data": str(tmp_path.resolve() / "data"),
+                                  "temp": True, "main": False}
+
+
+def test_stdout_reaches_the_node_console(tmp_path):
+    assert run("print('hello')", tmp_path).stdout == "hello\n"
 
 
 def test_script_defined_classes_cannot_cross_an_object_port(tmp_path):
@@ -196,7 +222,7 @@ def test_script_defined_classes_cannot_cross_an_object_port(tmp_path):
 
 def test_unprintable_globals_fail_the_node(tmp_path):
     body = "class Bad:\n    def __str__(self):\n        raise ValueError('no')\nbad = Bad()"
-    with pytest.raises(NodeExecutionError, match="represent .* as a string"):
+    with pytest.raises(NodeExecutionError, match="represent Bad as a string"):
         run(body, tmp_path)
 
 
@@ -211,26 +237,32 @@ def test_fresh_module_state_for_every_run(tmp_path):
     assert res.flow_variables["seen"] is False
 
 
-def test_input_tables_and_objects_reach_the_script(tmp_path):
-    import pickle
+def test_batch_output_tables(tmp_path):
+    body = ("bot = knio.BatchOutputTable.create(row_ids='generate')\n"
+            "bot.append(pd.DataFrame({'x': [1, 2]}))\nbot.append(pd.DataFrame({'x': [3]}))\n"
+            "knio.output_tables[0] = bot")
+    assert run(body, tmp_path, n_out_tables=1).tables[0].to_pandas()["x"].tolist() == [1, 2, 3]
+    with pytest.raises(NodeExecutionError, match="different size than the first batch"):
+        run(body.replace("[3]", "[3, 4, 5]"), tmp_path, n_out_tables=1)
 
+
+def test_input_tables_and_objects_reach_the_script(tmp_path):
     table = Table.from_pandas(pd.DataFrame({"a": [1, 2, 3]}))
     body = ("df = knio.input_tables[0].to_pandas()\n"
             "knio.flow_variables['n'] = int(df['a'].sum()) + knio.input_objects[0]['k']\n"
             "knio.flow_variables['batches'] = knio.input_tables[0].num_batches\n"
-            "knio.output_tables[0] = knio.input_tables[0]")
+            "knio.output_tables[0] = knio.input_tables[0]\n"
+            "knio.output_objects[0] = knio.input_objects[0]")
     res = run(body, tmp_path, input_tables=[table], input_objects=[pickle.dumps({"k": 10})],
-              n_out_tables=1)
+              n_out_tables=1, n_out_objects=1)
     assert res.flow_variables == {"n": 16, "batches": 1}
     assert res.tables[0].to_pandas()["a"].tolist() == [1, 2, 3]
+    assert pickle.loads(res.objects[0]) == {"k": 10} and res.object_summaries == ["{'k': 10}"]
 
 
-def test_objects_cross_a_real_process_boundary(tmp_path):
-    """In a fresh process, an object of a class the child cannot import fails before the script
-    runs (KNIME unpickles input objects eagerly); a plain object goes through; tables cross as
-    Arrow files."""
-    import pickle
-
+def test_input_objects_are_unpickled_before_the_script_runs(tmp_path):
+    """In a fresh process, a class that becomes importable only once the script extends sys.path
+    fails at unpickling, in setupIO, before any line of the script runs."""
     class_dir = tmp_path / "only_here"
     class_dir.mkdir()
     (class_dir / "private_mod.py").write_text("class Thing:\n    pass\n")
@@ -244,21 +276,29 @@ def test_objects_cross_a_real_process_boundary(tmp_path):
         sys.modules.pop("private_mod", None)
     wf = tmp_path / "wf"
     wf.mkdir()
-    with pytest.raises(NodeExecutionError, match="could not read input object 0: "
-                                                 "ModuleNotFoundError"):
-        run_script_isolated(HEAD + "raise AssertionError('script must not run')",
-                            workflow_dir=wf, flow_variables={}, input_objects=[foreign])
+    marker = tmp_path / "script-ran"
+    body = (f"open({str(marker)!r}, 'w').close()\nimport sys\n"
+            f"sys.path.insert(0, {str(class_dir)!r})\nthing = knio.input_objects[0]")
+    with pytest.raises(NodeExecutionError, match="ModuleNotFoundError: No module named "
+                                                 "'private_mod'"):
+        run_script_isolated(HEAD + body, workflow_dir=wf, flow_variables={},
+                            input_objects=[foreign])
+    assert not marker.exists()
+
+
+def test_objects_and_tables_cross_a_real_process_boundary(tmp_path):
     table = Table.from_pandas(pd.DataFrame({"a": [1.5, 2.5]}))
     res = run_script_isolated(
-        HEAD + "knio.output_tables[0] = knio.Table.from_pandas("
+        HEAD + "import os\nknio.output_tables[0] = knio.Table.from_pandas("
         "knio.input_tables[0].to_pandas() * knio.input_objects[0])\n"
-        "knio.output_objects[0] = {'pid': __import__('os').getpid()}",
-        workflow_dir=wf, flow_variables={}, input_tables=[table],
+        "knio.output_objects[0] = {'pid': os.getpid()}\n"
+        "knio.flow_variables['pythonpath'] = os.environ['PYTHONPATH']",
+        workflow_dir=tmp_path, flow_variables={}, input_tables=[table],
         input_objects=[pickle.dumps(2)], n_out_tables=1, n_out_objects=1)
     assert res.tables[0].to_pandas()["a"].tolist() == [3.0, 5.0]
-    import os
-
     assert pickle.loads(res.objects[0])["pid"] != os.getpid()
+    assert res.flow_variables["pythonpath"] == os.pathsep.join(
+        str(p) for p in knime_java.KNIME_SOURCES)
 
 
 # ----------------------------------------------------------------------------- legacy

@@ -1,47 +1,65 @@
-"""Runs a node script the way KNIME's Python Script node does, against the knio double.
+"""Runs a node script through KNIME 5.5.3's real Python code; only the Java side is ours.
 
-TEST-ONLY. Copies the execution contract of KNIO_API.md §2 and §7:
-- cwd = the workflow folder, which is also put first on sys.path;
-- input objects are unpickled *before* the script runs (their classes must be importable);
-- ``exec(compile(source, name, "exec"), {})``: no ``__main__``, no ``__file__``;
-- end-of-script checks (§1.10): every output table a knio Table / BatchOutputTable, every
-  object and image filled, images bytes-like (an unparseable image makes the port inactive,
-  silently), flow variables convertible by py4j; duplicate RowIDs fail the node; output objects
-  are pickled; ``str()`` is called on every global;
-- any failure becomes ``NodeExecutionError("Execute failed: <Type>: <message>")``.
+TEST-ONLY. The Python Script node is driven the way KNIME's Java side drives it
+(PythonScriptingSession / PythonScriptNodeModel): the real ``ScriptingEntryPoint`` of
+``_knime_scripting_launcher.py`` gets ``setCurrentWorkingDirectory(workflow dir)``,
+``setupIO(sources, flow variables, ports, callback)`` and ``execute(script, True)`` on a worker
+thread (KNIME's py4j thread); then ``closeOutputs``, ``getOutputTable`` (+ Java's RowID check),
+``writeOutputImage`` (+ Java's image reading), ``writeOutputObject`` /
+``getOutputObjectStringRepr``, and ``getFlowVariables`` (+ Java's parsing of what py4j sends).
+So ``knime.scripting.io``, ``knime.api.table`` and the pandas/Arrow conversion are KNIME's own,
+and a script fails here exactly where it fails in KNIME. See knime_java.py for what is stubbed.
 
-``run_script_isolated`` does the same in a fresh Python process (PYTHONPATH replaced by the
-double's folder, as KNIME replaces it by its plugin paths), with tables crossing as Arrow IPC
-files and objects as pickles, like KNIME's file-store ports. ``run_legacy_source`` is the double
-of the legacy Python Source node (globals ``flow_variables`` in, ``output_table`` out).
+- ``run_script``: in this process (quick tests; knio's module state is made fresh per run).
+- ``run_script_isolated``: a fresh Python process per node with PYTHONPATH replaced by KNIME's
+  plugin folders only (as KNIME does); tables cross as Arrow IPC files, objects as pickles.
+- ``run_legacy_source``: our own stand-in for the legacy Python Source node (a different
+  kernel; its rules are in KNIO_API.md §1.4 and §3).
+
+A script that raises SystemExit (``sys.exit()``) fails as ``NodeExecutionError("Node hangs: ...")``:
+KNIME's launcher catches only ``Exception``, the py4j thread dies, and the node never finishes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-import pickle
 import subprocess
 import sys
-import tempfile
-import xml.etree.ElementTree as ET
+import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import knime_java
 import pandas as pd
-import pyarrow as pa
+from knime_ports import (
+    JavaSink,
+    JavaSource,
+    PickledObjectSource,
+    check_row_ids,
+    image_kind,
+    install_test_backend,
+    new_port_dir,
+    read_table,
+    write_table,
+)
 
-DOUBLE_DIR = Path(__file__).resolve().parent
-if str(DOUBLE_DIR) not in sys.path:
-    sys.path.insert(0, str(DOUBLE_DIR))
+knime_java.use_knime_sources()
+with warnings.catch_warnings():
+    # knime.api.views reads two JavaScript files that KNIME builds into its plugin and the
+    # source checkout lacks; KNIME's own message says to ignore this outside KNIME AP.
+    warnings.filterwarnings("ignore", "Could not read knime-ui-extension-service")
+    import _knime_scripting_launcher as launcher  # KNIME's real launcher module
+import knime._backend._gateway as kg  # noqa: E402
+import knime.api.table as knt  # noqa: E402
+import knime.scripting._io_containers as _ioc  # noqa: E402
+from knime.api.table import BatchOutputTable, Table  # noqa: E402,F401  (re-exported)
+from py4j.protocol import get_command_part  # noqa: E402
 
-from knime.api.table import ROW_ID, BatchOutputTable, Table  # noqa: E402
-from knime.scripting import _io_containers as _ioc  # noqa: E402
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ROW_ID = "<RowID>"
 
 
 class NodeExecutionError(RuntimeError):
@@ -59,230 +77,233 @@ class NodeResult:
     stdout: str = ""
 
 
-# ----------------------------------------------------------------------------- checks
-def image_kind(data: bytes) -> str | None:
-    """'svg', 'png' or 'other' if KNIME could read the image, None if the port goes inactive."""
-    with contextlib.suppress(ET.ParseError, ValueError):
-        if ET.fromstring(data).tag.rsplit("}", 1)[-1] == "svg":
-            return "svg"
+class _Callback:
+    """Java's PythonScriptingSession.PythonScriptingCallback (what ``java_callback`` is)."""
+
+    def __init__(self, port_dir: Path, workflow_dir: Path) -> None:
+        self._port_dir, self._workflow_dir = port_dir, workflow_dir
+        self.sinks: list[Any] = []
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+
+    def create_sink(self) -> JavaSink:
+        sink = JavaSink(self._port_dir / f"sink_{len(self.sinks)}.knable")
+        self.sinks.append(sink)
+        return sink
+
+    def add_stdout(self, text: str) -> None:
+        self.stdout.append(text)
+
+    def add_stderr(self, text: str) -> None:
+        self.stderr.append(text)
+
+    def get_workflow_dir(self) -> str:
+        return str(self._workflow_dir)
+
+    def get_workflow_temp_dir(self) -> str:
+        path = self._port_dir.parent / "workflow-temp"  # FileUtil.getWorkflowTempDir()
+        path.mkdir(exist_ok=True)
+        return str(path)
+
+    def get_global_proxy_list(self) -> list:  # no proxy configured in KNIME's preferences
+        return []
+
+
+def _java_call(method, *args: Any) -> Any:
+    """A Java-to-Python call: a Python exception comes back to Java and fails the node."""
     try:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return "png" if data.startswith(PNG_SIGNATURE) else "other"
-    except Exception:
-        return None
+        return method(*args)
+    except Exception as exc:
+        raise NodeExecutionError(f"Execute failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _convertible(value: Any) -> bool | None:
-    """True: py4j converts it; None: KNIME drops it silently; False: the node fails."""
-    if value is None:
-        return None
-    if isinstance(value, bool | int | float | str):
-        return True
-    if isinstance(value, list):
-        if not value or len({type(v) for v in value}) > 1:
-            return None
-        return type(value[0]) in (bool, int, float, str)
-    return False
+def _session(source: str, workflow_dir: Path, flow_variables: dict[str, Any],
+             table_files: list[Path], object_files: list[Path], n_out_tables: int,
+             n_out_images: int, n_out_objects: int, port_dir: Path) -> tuple[NodeResult, list]:
+    """PythonScriptNodeModel.execute, Java's side of it, against the real entry point.
+    Returns the result and the files of its output tables."""
+    callback = _Callback(port_dir, workflow_dir)
+    entry = launcher.ScriptingEntryPoint()
+    entry.setCurrentWorkingDirectory(str(workflow_dir))
+    # PythonIOUtils.createSources: pickled objects first, then tables
+    sources = ([PickledObjectSource(p) for p in object_files]
+               + [JavaSource(p) for p in table_files])
+    _java_call(entry.setupIO, sources, dict(flow_variables), n_out_tables, n_out_images,
+               n_out_objects, False, callback)
+    answer = json.loads(_java_call(entry.execute, source, True))
+    result = NodeResult(stdout="".join(callback.stdout))
+    if answer["status"] != "SUCCESS":  # checkExecutionAnswer; the traceback only goes to the log
+        raise NodeExecutionError("Execute failed: " + answer["description"])
+    # PythonScriptingSession.getOutputs: tables, images, objects; then the flow variables
+    _java_call(entry.closeOutputs, True)
+    table_files = []
+    for i in range(n_out_tables):
+        sink = _java_call(entry.getOutputTable, i)
+        check_row_ids(sink.path, i)
+        result.tables.append(read_table(sink.path))
+        table_files.append(sink.path)
+    for i in range(n_out_images):
+        path = port_dir / f"image_{i}"
+        _java_call(entry.writeOutputImage, i, str(path))
+        result.images.append(path.read_bytes())
+        result.image_kinds.append(image_kind(result.images[-1]))
+    for i in range(n_out_objects):
+        path = port_dir / f"object_{i}.pickle"
+        _java_call(entry.writeOutputObject, i, str(path))
+        _java_call(entry.getOutputObjectType, i)
+        result.object_summaries.append(_java_call(entry.getOutputObjectStringRepr, i))
+        result.objects.append(path.read_bytes())
+    returned = _java_call(entry.getFlowVariables)  # a java.util.LinkedHashMap, via py4j
+    client = kg.client_server._gateway_client
+    java_map = client.java_value(get_command_part(returned).rstrip("\n"))
+    result.flow_variables = knime_java.pushed_flow_variables(
+        flow_variables, knime_java.returned_flow_variables(java_map))
+    return result, table_files
 
 
-def _check_flow_variables(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    pushed = {}
-    for name, value in after.items():
-        ok = _convertible(value)
-        if ok is False:
-            raise NodeExecutionError(
-                f"Execute failed: KnimeUserError: Flow variable '{name}' of type "
-                f"'{type(value)}' cannot be translated to a valid KNIME flow variable. Please "
-                "use int, float, str or bool.")
-        changed = name not in before or before[name] != value
-        if ok and changed and not name.startswith("knime."):
-            pushed[name] = value
-    return pushed
+def _run_on_py4j_thread(name: str, **session: Any) -> tuple[NodeResult, list[Path]]:
+    """Run the session on its own thread, as KNIME's execute runs on a py4j worker thread."""
+    outcome: dict[str, Any] = {}
 
-
-def _check_outputs(result: NodeResult) -> None:
-    for i, table in enumerate(_ioc._output_tables):
-        if isinstance(table, BatchOutputTable):
-            table = table._as_table()
-        if not isinstance(table, Table):
-            got = "None" if table is None else str(type(table))
-            hint = f" knio.output_tables[{i}] has not been populated." if table is None else ""
-            raise NodeExecutionError(
-                f"Execute failed: KnimeUserError: Output table '{i}' must be of type "
-                f"knime.api.Table or knime.api.BatchOutputTable, but got {got}.{hint}")
-        result.tables.append(table)
-    for i, obj in enumerate(_ioc._output_objects):
-        if obj is None:
-            raise NodeExecutionError(
-                f"Execute failed: KnimeUserError: Expected an object in output_objects[{i}], got "
-                f"None. knio.output_objects[{i}] has not been populated.")
-    for i, img in enumerate(_ioc._output_images):
-        if img is None:
-            raise NodeExecutionError(
-                f"Execute failed: KnimeUserError: Expected an image in output_images[{i}], got "
-                f"None. knio.output_images[{i}] has not been populated.")
+    def target() -> None:
         try:
-            data = io.BytesIO(img).getvalue()
-        except TypeError:
-            raise NodeExecutionError(
-                f"Execute failed: KnimeUserError: The image in output_images[{i}] of type "
-                f"{type(img)} can't be written into a file.") from None
-        result.images.append(data)
-        result.image_kinds.append(image_kind(data))
+            outcome["result"] = _session(**session)
+        except BaseException as exc:  # sorted out below, as Java would see it
+            outcome["error"] = exc
+
+    kg.client_server = knime_java.FakeJvm()  # a fresh JVM per node
+    thread = threading.Thread(target=target, name=f"py4j worker ({name})")
+    thread.start()
+    thread.join()
+    error = outcome.get("error")
+    if error is None:
+        return outcome["result"]
+    if isinstance(error, NodeExecutionError):
+        raise error
+    if isinstance(error, knime_java.JavaError):
+        raise NodeExecutionError(f"Execute failed: {error}") from None
+    if isinstance(error, knime_java.JavaFailure):
+        raise NodeExecutionError(
+            f"Execute failed: py4j's Java side could not read a value Python sent ({error}); "
+            "KNIME reports this as a py4j communication error") from None
+    if isinstance(error, Exception):
+        raise error  # a bug in this harness, not a node failure
+    raise NodeExecutionError(
+        f"Node hangs: {name} raised {type(error).__name__}{error.args!r}, which KNIME's launcher "
+        "does not catch (it catches Exception only); the py4j thread dies and KNIME waits for "
+        "ever. Never call sys.exit() or exit() in a node script.") from None
 
 
-def _check_row_ids(tables: list[Table]) -> None:
-    """Java's RowKeyChecker, after the script: RowIDs of an output table must be unique."""
-    for i, table in enumerate(tables):
-        ids = table._data.column(ROW_ID).to_pandas()
-        dup = ids[ids.duplicated()]
-        if len(dup):
-            raise NodeExecutionError(f"Execute failed: Row key checking: Encountered duplicate "
-                                     f"row ID \"{dup.iloc[0]}\" in output table {i}.")
+def _fresh_knio_state() -> None:
+    """A new node process in KNIME starts with empty knio state; drop what a previous run left."""
+    for name in ("knime.scripting.io", "knime_io"):
+        sys.modules.pop(name, None)
+    _ioc._flow_variables.clear()
+    for ports in (_ioc._input_objects, _ioc._input_tables, _ioc._output_tables,
+                  _ioc._output_images, _ioc._output_objects):
+        ports.clear()
+    _ioc._java_callback = None
 
 
-# ----------------------------------------------------------------------------- in process
 @contextlib.contextmanager
-def _in_workflow_dir(workflow_dir: Path):
+def _process_state_restored():
+    """In-process runs only: undo what the launcher changes for the whole process."""
     old_cwd, old_path = os.getcwd(), list(sys.path)
-    os.chdir(workflow_dir)
-    sys.path.insert(0, str(workflow_dir))
+    _fresh_knio_state()
     try:
         yield
     finally:
+        if knt._backend is not None:
+            knt._backend.close()  # sinks a failed node left open
+        _fresh_knio_state()
+        install_test_backend()
         os.chdir(old_cwd)
         sys.path[:] = old_path
+        if getattr(sys, "tracebacklimit", 0) is None:  # closeOutputs sets it to None
+            del sys.tracebacklimit
+
+
+def _write_inputs(port_dir: Path, input_tables, input_objects) -> tuple[list[Path], list[Path]]:
+    tables, objects = [], []
+    for i, table in enumerate(input_tables):
+        tables.append(port_dir / f"in_table_{i}.arrow")
+        write_table(table, tables[-1])
+    for i, blob in enumerate(input_objects):
+        objects.append(port_dir / f"in_object_{i}.pickle")
+        objects[-1].write_bytes(blob)
+    return tables, objects
 
 
 def run_script(source: str, *, workflow_dir: str | Path, flow_variables: dict[str, Any],
                input_tables: list[Table] = (), input_objects: list[bytes] = (),
                n_out_tables: int = 0, n_out_images: int = 0, n_out_objects: int = 0,
                name: str = "<Python Script>") -> NodeResult:
-    """Execute ``source`` as one Python Script node; returns its outputs or raises."""
-    workflow_dir = Path(workflow_dir).resolve()
-    result = NodeResult()
-    sources = [Table._wrap(t._data, source=True) for t in input_tables]
-    with _in_workflow_dir(workflow_dir):
-        objects = []
-        for i, blob in enumerate(input_objects):
-            try:
-                objects.append(pickle.loads(blob))
-            except Exception as exc:
-                raise NodeExecutionError(f"Execute failed: could not read input object {i}: "
-                                         f"{type(exc).__name__}: {exc}") from exc
-        _ioc.setup(flow_variables=dict(flow_variables), input_objects=objects,
-                   input_tables=sources, n_out_tables=n_out_tables, n_out_images=n_out_images,
-                   n_out_objects=n_out_objects, workflow_dir=str(workflow_dir),
-                   temp_dir=tempfile.gettempdir())
-        sys.modules.pop("knime.scripting.io", None)
-        workspace: dict[str, Any] = {}
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                exec(compile(source, name, "exec"), workspace)
-        except (Exception, SystemExit) as exc:
-            raise NodeExecutionError(f"Execute failed: {type(exc).__name__}: {exc}") from exc
-        finally:
-            result.stdout = out.getvalue()
-        _check_outputs(result)
-        result.flow_variables = _check_flow_variables(dict(flow_variables), _ioc._flow_variables)
-        for i, obj in enumerate(_ioc._output_objects):
-            try:
-                result.objects.append(pickle.dumps(obj))
-                result.object_summaries.append(str(obj)[:1000])
-            except Exception as exc:
-                raise NodeExecutionError(f"Execute failed: {type(exc).__name__}: {exc} "
-                                         f"(output_objects[{i}] must be picklable)") from exc
-        for var, value in workspace.items():
-            if var == "__builtins__":
-                continue
-            try:
-                str(value)
-            except Exception:
-                raise NodeExecutionError(
-                    f"Execute failed: KnimeUserError: It was not possible to represent "
-                    f"{type(value)} as a string for the workspace.") from None
-    _check_row_ids(result.tables)
+    """Execute ``source`` as one Python Script node in this process; outputs or raises."""
+    port_dir = new_port_dir()
+    tables, objects = _write_inputs(port_dir, input_tables, input_objects)
+    with _process_state_restored():
+        result, _ = _run_on_py4j_thread(
+            name, source=source, workflow_dir=Path(workflow_dir).resolve(),
+            flow_variables=dict(flow_variables), table_files=tables, object_files=objects,
+            n_out_tables=n_out_tables, n_out_images=n_out_images,
+            n_out_objects=n_out_objects, port_dir=port_dir)
     return result
 
 
 # ----------------------------------------------------------------------------- subprocess
-def _write_table(path: Path, table: Table) -> None:
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table._data.schema) as w:
-        w.write_table(table._data)
-
-
-def _read_table(path: Path) -> Table:
-    with pa.memory_map(str(path)) as source:
-        return Table._wrap(pa.ipc.open_file(source).read_all())
-
-
 def run_script_isolated(source: str, *, workflow_dir: str | Path, flow_variables: dict[str, Any],
                         input_tables: list[Table] = (), input_objects: list[bytes] = (),
                         n_out_tables: int = 0, n_out_images: int = 0, n_out_objects: int = 0,
-                        timeout: float = 300) -> NodeResult:
+                        name: str = "<Python Script>", timeout: float = 300) -> NodeResult:
     """Like :func:`run_script`, in a fresh Python process (the real KNIME process boundary)."""
-    with tempfile.TemporaryDirectory(prefix="knime-node-") as tmp:
-        job = Path(tmp)
-        (job / "script.py").write_text(source, encoding="utf-8")
-        for i, table in enumerate(input_tables):
-            _write_table(job / f"in_table_{i}.arrow", table)
-        for i, blob in enumerate(input_objects):
-            (job / f"in_object_{i}.pickle").write_bytes(blob)
-        (job / "job.json").write_text(json.dumps({
-            "workflow_dir": str(Path(workflow_dir).resolve()), "flow_variables": flow_variables,
-            "n_in_tables": len(input_tables), "n_in_objects": len(input_objects),
-            "n_out_tables": n_out_tables, "n_out_images": n_out_images,
-            "n_out_objects": n_out_objects}))
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env["PYTHONPATH"] = str(DOUBLE_DIR)  # KNIME replaces PYTHONPATH with its own paths
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(job)],
-                              cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
-        status_file = job / "status.json"
-        if not status_file.is_file():
-            raise AssertionError(f"node process crashed (exit {proc.returncode}):\n"
-                                 f"{proc.stderr[-3000:]}")
-        status = json.loads(status_file.read_text())
-        if status["error"]:
-            raise NodeExecutionError(status["error"])
-        return NodeResult(
-            tables=[_read_table(job / f"out_table_{i}.arrow") for i in range(n_out_tables)],
-            images=[(job / f"out_image_{i}.bin").read_bytes() for i in range(n_out_images)],
-            image_kinds=status["image_kinds"],
-            objects=[(job / f"out_object_{i}.pickle").read_bytes()
-                     for i in range(n_out_objects)],
-            object_summaries=status["object_summaries"],
-            flow_variables=status["flow_variables"], stdout=status["stdout"])
+    port_dir = new_port_dir("isolated")
+    tables, objects = _write_inputs(port_dir, input_tables, input_objects)
+    (port_dir / "script.py").write_text(source, encoding="utf-8")
+    (port_dir / "job.json").write_text(json.dumps({
+        "workflow_dir": str(Path(workflow_dir).resolve()), "flow_variables": flow_variables,
+        "table_files": [str(p) for p in tables], "object_files": [str(p) for p in objects],
+        "n_out_tables": n_out_tables, "n_out_images": n_out_images,
+        "n_out_objects": n_out_objects, "name": name}))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in knime_java.KNIME_SOURCES)
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(port_dir)],
+                          cwd=port_dir, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    status_file = port_dir / "status.json"
+    if not status_file.is_file():
+        raise AssertionError(f"node process crashed (exit {proc.returncode}):\n"
+                             f"{proc.stderr[-3000:]}")
+    status = json.loads(status_file.read_text())
+    if status["error"]:
+        raise NodeExecutionError(status["error"])
+    return NodeResult(
+        tables=[read_table(p) for p in status["table_files"]],
+        images=[(port_dir / f"image_{i}").read_bytes() for i in range(n_out_images)],
+        image_kinds=status["image_kinds"],
+        objects=[(port_dir / f"object_{i}.pickle").read_bytes() for i in range(n_out_objects)],
+        object_summaries=status["object_summaries"],
+        flow_variables=status["flow_variables"], stdout=status["stdout"])
 
 
-def _child_main(job: Path) -> None:
-    spec = json.loads((job / "job.json").read_text())
+def _child_main(port_dir: Path) -> None:
+    """The fresh node process: one session, then a status file for the parent."""
+    spec = json.loads((port_dir / "job.json").read_text())
     status: dict[str, Any] = {"error": None}
     try:
-        result = run_script(
-            (job / "script.py").read_text(encoding="utf-8"),
-            workflow_dir=spec["workflow_dir"], flow_variables=spec["flow_variables"],
-            input_tables=[_read_table(job / f"in_table_{i}.arrow")
-                          for i in range(spec["n_in_tables"])],
-            input_objects=[(job / f"in_object_{i}.pickle").read_bytes()
-                           for i in range(spec["n_in_objects"])],
+        result, table_files = _run_on_py4j_thread(
+            spec["name"], source=(port_dir / "script.py").read_text(encoding="utf-8"),
+            workflow_dir=Path(spec["workflow_dir"]), flow_variables=spec["flow_variables"],
+            table_files=[Path(p) for p in spec["table_files"]],
+            object_files=[Path(p) for p in spec["object_files"]],
             n_out_tables=spec["n_out_tables"], n_out_images=spec["n_out_images"],
-            n_out_objects=spec["n_out_objects"])
+            n_out_objects=spec["n_out_objects"], port_dir=port_dir)
     except NodeExecutionError as exc:
         status["error"] = str(exc)
     else:
-        for i, table in enumerate(result.tables):
-            _write_table(job / f"out_table_{i}.arrow", table)
-        for i, data in enumerate(result.images):
-            (job / f"out_image_{i}.bin").write_bytes(data)
-        for i, blob in enumerate(result.objects):
-            (job / f"out_object_{i}.pickle").write_bytes(blob)
-        status.update(image_kinds=result.image_kinds, object_summaries=result.object_summaries,
+        status.update(table_files=[str(p) for p in table_files],
+                      image_kinds=result.image_kinds, object_summaries=result.object_summaries,
                       flow_variables=result.flow_variables, stdout=result.stdout)
-    (job / "status.json").write_text(json.dumps(status))
+    (port_dir / "status.json").write_text(json.dumps(status))
 
 
 # ----------------------------------------------------------------------------- legacy node
@@ -303,6 +324,18 @@ def _legacy_row_ids(index: pd.Index) -> list[str]:
         raise NodeExecutionError("Execute failed: Output DataFrame contains duplicate values in "
                                  f"its index: {sorted(set(seen[seen.duplicated()]))[:5]}")
     return ids
+
+
+@contextlib.contextmanager
+def _in_workflow_dir(workflow_dir: Path):
+    old_cwd, old_path = os.getcwd(), list(sys.path)
+    os.chdir(workflow_dir)
+    sys.path.insert(0, str(workflow_dir))
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        sys.path[:] = old_path
 
 
 def run_legacy_source(source: str, *, workflow_dir: str | Path, flow_variables: dict[str, Any],
