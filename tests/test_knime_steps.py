@@ -382,7 +382,7 @@ def test_missing_pytorch_fails_the_first_node_with_one_message(tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("ImportError: vae_core needs the Python package(s) pytorch, "
+    assert last.startswith("ImportError: vae_core needs the Python package(s) torch (PyTorch), "
                            "torchvision, numpy, pandas<3, matplotlib, pillow, tqdm, missing in "
                            "the Python environment ")
     assert "Preferences > KNIME > Python" in last and "environment.yml" in last

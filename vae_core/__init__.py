@@ -13,7 +13,7 @@ import sys as _sys
 
 # Checked before anything imports them, so a KNIME Python environment without PyTorch fails its
 # first node with this message, not with a traceback from deep inside a module.
-_NEEDS = {"torch": "pytorch", "torchvision": "torchvision", "numpy": "numpy",
+_NEEDS = {"torch": "torch (PyTorch)", "torchvision": "torchvision", "numpy": "numpy",
           "pandas": "pandas<3", "matplotlib": "matplotlib", "PIL": "pillow", "tqdm": "tqdm"}
 _missing = [pkg for mod, pkg in _NEEDS.items() if _util.find_spec(mod) is None]
 if _missing:

@@ -1,4 +1,5 @@
-"""Results as pandas DataFrames with KNIME-safe dtypes (int64, float64, bool, string).
+"""Results as pandas DataFrames with KNIME-safe dtypes (int32 grey levels, int64, float64, bool,
+string).
 
 These schemas are the contract the KNIME nodes use; README documents them. Every table has a
 fresh RangeIndex, so KNIME's RowIDs come out unique (Row0, Row1, ...).
