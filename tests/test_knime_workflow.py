@@ -2,11 +2,11 @@
 
 The test reads only the generated files (workflow.knime, settings.xml), with its own parser and
 its own decoding of KNIME's escaping, checks that every embedded script is byte-identical to a
-file in nodes/, then executes every node in topological order: each Python Script node in a
-fresh Python process (tests/knime_double/knime_runner.py: KNIME's own launcher, knio and
-pandas <-> Arrow conversion; PYTHONPATH replaced, so vae_core comes from the workflow's data
-area only), with workflow variables overridden the way ``-workflow.variable=`` does. Every
-output port is checked, and so are the columns the Scatter Plot and Line Plot nodes use.
+file in nodes/, then executes every node in topological order, each Python node in a fresh
+Python process (tests/knime_double/knime_runner.py: KNIME's own launcher, knio and pandas <->
+Arrow conversion; PYTHONPATH replaced, so vae_core comes from the workflow's data area only),
+with workflow variables overridden the way ``-workflow.variable=`` does. Every output port is
+checked, and so are the columns the Scatter Plot and Line Plot nodes use.
 
 `make test` runs this file in .venv (vae_core installed: the bundled copy must still win) and in
 .venv-knime (KNIME 5.5's pins, vae_core not installed: the bundled copy is all there is).
@@ -35,7 +35,7 @@ from knime_files import array_values, parse, value  # noqa: E402
 from knime_runner import (  # noqa: E402  (puts KNIME's real knime.* packages on sys.path)
     NodeExecutionError,
     Table,
-    run_legacy_source,
+    run_legacy_source_isolated,
     run_script_isolated,
 )
 
@@ -204,7 +204,8 @@ def execute(folder: Path, overrides: list[str], tmp: Path) -> Run:
             pushed[nid] = res.flow_variables
             flow = {**flow, **res.flow_variables}  # downstream nodes see pushed variables
         elif node.factory == PYTHON_SOURCE:
-            res = run_legacy_source(node_script(node), workflow_dir=folder, flow_variables=flow)
+            res = run_legacy_source_isolated(node_script(node), workflow_dir=folder,
+                                             flow_variables=flow)
             outputs[nid] = [Table.from_pandas(res.table, row_ids="keep")]
             pushed[nid] = res.flow_variables
         else:

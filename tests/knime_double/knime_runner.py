@@ -363,5 +363,48 @@ def run_legacy_source(source: str, *, workflow_dir: str | Path, flow_variables: 
     return LegacyResult(table=table, flow_variables=pushed)
 
 
+def run_legacy_source_isolated(source: str, *, workflow_dir: str | Path,
+                               flow_variables: dict[str, Any], timeout: float = 300
+                               ) -> LegacyResult:
+    """:func:`run_legacy_source` in a fresh Python process, as every legacy node execution is.
+    The repository is not on its path (the legacy kernel appends its own folders to
+    PYTHONPATH; ours is this folder), so vae_core comes from the environment or the workflow."""
+    port_dir = new_port_dir("legacy")
+    (port_dir / "job.json").write_text(json.dumps({
+        "source": source, "workflow_dir": str(Path(workflow_dir).resolve()),
+        "flow_variables": flow_variables}))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent)
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--legacy",
+                           str(port_dir)], cwd=port_dir, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    status_file = port_dir / "status.json"
+    if not status_file.is_file():
+        raise AssertionError(f"legacy node process crashed (exit {proc.returncode}):\n"
+                             f"{proc.stderr[-3000:]}")
+    status = json.loads(status_file.read_text())
+    if status["error"]:
+        raise NodeExecutionError(status["error"])
+    return LegacyResult(table=pd.read_pickle(port_dir / "table.pickle"),
+                        flow_variables=status["flow_variables"])
+
+
+def _legacy_child_main(port_dir: Path) -> None:
+    job = json.loads((port_dir / "job.json").read_text())
+    status: dict[str, Any] = {"error": None}
+    try:
+        res = run_legacy_source(job["source"], workflow_dir=job["workflow_dir"],
+                                flow_variables=job["flow_variables"])
+    except NodeExecutionError as exc:
+        status["error"] = str(exc)
+    else:
+        res.table.to_pickle(port_dir / "table.pickle")
+        status["flow_variables"] = res.flow_variables
+    (port_dir / "status.json").write_text(json.dumps(status))
+
+
 if __name__ == "__main__":
-    _child_main(Path(sys.argv[1]))
+    if sys.argv[1] == "--legacy":
+        _legacy_child_main(Path(sys.argv[2]))
+    else:
+        _child_main(Path(sys.argv[1]))
