@@ -270,6 +270,18 @@ def test_committed_workflow_is_up_to_date():
     assert build.main(["--check"]) == 0
 
 
+def test_no_generated_file_is_ignored_by_git():
+    """A generated file git ignores would be missing from every clone (and from CI)."""
+    import subprocess
+
+    paths = [f"knime_workflow/{p}" for p in build.expected_outputs()]
+    proc = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO,
+                          input="\n".join(paths), capture_output=True, text=True, timeout=60)
+    if proc.returncode == 128:
+        pytest.skip(f"not a git checkout: {proc.stderr.strip()}")
+    assert proc.stdout.split("\n") == [""], f"ignored by git: {proc.stdout.split()[:5]}"
+
+
 def test_build_is_deterministic(tmp_path):
     build.build(out_dir=tmp_path / "a")
     build.build(out_dir=tmp_path / "b")
