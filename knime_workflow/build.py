@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from . import spec
 from .knime_xml import Config, array, boolean, config, double, integer, render, string
-from .spec import LinePlot, PythonScript, PythonSourceLegacy, ScatterPlot, Workflow
+from .spec import LinePlot, PythonScript, PythonSourceLegacy, ScatterPlot, TableView, Workflow
 
 ROOT = Path(__file__).resolve().parent.parent  # repository root
 OUT_DIR = ROOT / "knime_workflow"
@@ -61,7 +61,7 @@ def in_ports(node: spec.Node) -> list[str]:
     if isinstance(node, PythonScript):
         return ([f"object {i + 1}" for i in range(node.in_objects)]
                 + [f"table {i + 1}" for i in range(node.in_tables)])
-    return ["table 1"] if isinstance(node, ScatterPlot | LinePlot) else []
+    return ["table 1"] if isinstance(node, ScatterPlot | LinePlot | TableView) else []
 
 
 def _index(names: list[str], name: str, where: str) -> int:
@@ -218,17 +218,62 @@ def scatter_settings(node: ScatterPlot) -> Config:
                string("specialChoice_Internals", None)),
         integer("maxRows", node.max_rows), string("title", node.title),
         string("axisExtentMethod", "AUTO"), _axis_limits(),
-        boolean("useCustomXAxisLabel", False), string("customXAxisLabel", None),
+        boolean("useCustomXAxisLabel", node.x_title_variable is not None),
+        string("customXAxisLabel", None if node.x_title_variable is None else node.x),
         string("xAxisScale", "VALUE"),
-        boolean("useCustomYAxisLabel", False), string("customYAxisLabel", None),
+        boolean("useCustomYAxisLabel", node.y_title_variable is not None),
+        string("customYAxisLabel", None if node.y_title_variable is None else node.y),
         string("yAxisScale", "VALUE"),
         integer("dataPointSize", 3), boolean("showLegend", True),
         boolean("allowImageDownload", True), boolean("enableDataZoom", True),
         boolean("showTooltip", True), string("selectionMode", "EDIT"),
         config("referenceLines"), boolean("enableAnimation", False))
-    return _node_settings(node.label, [_view_model(), view],
+    bound = {"customXAxisLabel": node.x_title_variable, "customYAxisLabel": node.y_title_variable}
+    settings = [_view_model(), view]
+    if any(bound.values()):
+        settings.append(_variables_tree("view_variables", bound))
+    return _node_settings(node.label, settings,
                           factory="org.knime.base.views.node.scatterplot.ScatterPlotNodeFactory",
                           node_name="Scatter Plot", **_VIEW_NODE)
+
+
+def _variables_tree(key: str, bound: dict[str, str | None]) -> Config:
+    """Settings bound to flow variables (KNIME_FORMAT.md §3.7: version V_2019_09_13, a tree
+    mirroring the settings' path, ``used_variable`` and ``exposed_variable`` per setting)."""
+    entries = [config(name, string("used_variable", variable), string("exposed_variable", None))
+               for name, variable in bound.items() if variable]
+    return config(key, string("version", "V_2019_09_13"), config("tree", *entries))
+
+
+def table_view_settings(node: TableView) -> Config:
+    """Key structure of KNIME 5.5's Table View (reference: gateway 5.5 Table View (#4))."""
+    columns = config(
+        "displayedColumnsV2", string("mode", "MANUAL"),
+        config("patternFilter", string("pattern", ""), boolean("isCaseSensitive", False),
+               boolean("isInverted", False)),
+        config("manualFilter", array("manuallySelected", "xstring", node.columns),
+               array("manuallyDeselected", "xstring", []),
+               boolean("includeUnknownColumns", False)),
+        config("typeFilter", array("selectedTypes", "xstring", [])))
+    view = config(
+        "view", columns,
+        boolean("showRowIndices", False), boolean("showRowKeys", False),
+        string("title", node.title), boolean("showTableSize", True),
+        boolean("showColumnDataType", False), boolean("enablePagination", False),
+        integer("pageSize", 10), string("autoSizeColumnsToContent", "FIXED"),
+        string("rowHeightModeV2", "AUTO"), integer("customRowHeight", 80),
+        integer("maxAutoRowHeight", 120), string("verticalPaddingMode", "DEFAULT"),
+        boolean("enableGlobalSearch", True), boolean("enableColumnSearch", True),
+        boolean("enableSortingByHeader", True), boolean("enableRendererSelection", True),
+        boolean("enableCellCopying", True), string("selectionMode", "EDIT"),
+        boolean("showOnlySelectedRows", False), boolean("showOnlySelectedRowsConfigurable", True),
+        boolean("skipRemainingColumns_Internals", False),
+        boolean("enableDataValueViews_Internals", False), string("rowLabel_Internals", "Rows"),
+        boolean("showColumnCount_Internals", True))
+    return _node_settings(node.label, [config("model"), view],
+                          factory="org.knime.base.views.node.tableview.TableViewNodeFactory",
+                          node_name="Table View", bundle=_VIEW_NODE["bundle"],
+                          feature=_VIEW_NODE["feature"], creation=None, n_out=0)
 
 
 def line_settings(node: LinePlot) -> Config:
@@ -262,7 +307,8 @@ def line_settings(node: LinePlot) -> Config:
 
 def node_name(node: spec.Node) -> str:
     return {PythonScript: "Python Script", PythonSourceLegacy: "Python Source",
-            ScatterPlot: "Scatter Plot", LinePlot: "Line Plot"}[type(node)]
+            ScatterPlot: "Scatter Plot", LinePlot: "Line Plot",
+            TableView: "Table View"}[type(node)]
 
 
 def node_settings(node: spec.Node, root: Path = ROOT) -> Config:
@@ -272,6 +318,8 @@ def node_settings(node: spec.Node, root: Path = ROOT) -> Config:
         return legacy_source_settings(node, read_script(root, node.script))
     if isinstance(node, ScatterPlot):
         return scatter_settings(node)
+    if isinstance(node, TableView):
+        return table_view_settings(node)
     return line_settings(node)
 
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vae_core.config import TrainConfig
-from vae_core.steps import APPLY_MODEL_PATH, DEFAULT_MODEL_FILE, LOSS_TABLE_SETTINGS
+from vae_core.evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K
+from vae_core.steps import (
+    APPLY_MODEL_PATH,
+    DEFAULT_MODEL_FILE,
+    DEFAULT_SWEEP_DIR,
+    LOSS_TABLE_SETTINGS,
+)
+from vae_core.sweep import DEFAULT_BETAS, DEFAULT_LATENTS
 from vae_core.tables import LOSS_COLUMNS
 
 
@@ -50,6 +57,9 @@ class PythonSourceLegacy:
 
 @dataclass(frozen=True)
 class ScatterPlot:
+    """KNIME's Scatter Plot; the axis titles may be taken from flow variables (pushed by an
+    upstream node) instead of the column names."""
+
     id: int
     label: str
     position: tuple[int, int]
@@ -58,6 +68,19 @@ class ScatterPlot:
     color: str
     title: str
     max_rows: int
+    x_title_variable: str | None = None
+    y_title_variable: str | None = None
+
+
+@dataclass(frozen=True)
+class TableView:
+    """KNIME's Table View showing ``columns`` (others hidden); image cells render as images."""
+
+    id: int
+    label: str
+    position: tuple[int, int]
+    columns: tuple[str, ...]
+    title: str
 
 
 @dataclass(frozen=True)
@@ -72,7 +95,7 @@ class LinePlot:
     y_label: str
 
 
-Node = PythonScript | PythonSourceLegacy | ScatterPlot | LinePlot
+Node = PythonScript | PythonSourceLegacy | ScatterPlot | LinePlot | TableView
 
 
 @dataclass(frozen=True)
@@ -140,6 +163,20 @@ def _latent_plot(node_id: int, position: tuple[int, int]) -> ScatterPlot:
                        max_rows=12000)
 
 
+def _explorer_plot(node_id: int, position: tuple[int, int]) -> ScatterPlot:
+    """Encode's explorer table: z1/z2, or the first two principal components for more latent
+    dimensions; Encode pushes the axis titles that say which."""
+    return ScatterPlot(node_id, "Latent explorer", position, x="plot_x", y="plot_y",
+                       color="digit", title="Latent explorer: select points to see their digits",
+                       max_rows=12000, x_title_variable="latent_x_title",
+                       y_title_variable="latent_y_title")
+
+
+_EXPLORER_COLUMNS = ("image", "digit", "plot_x", "plot_y", "image_id")
+_RECON_COLUMNS = ("image", "kind", "digit", "bce", "image_id")
+_GENERATED_COLUMNS = ("image", "sample_id", "z1", "z2")
+
+
 _BUNDLE_NOTE = ("The workflow carries its own vae_core (in its data folder): the Python "
                 "environment needs only the packages of environment.yml (see docs/KNIME.md).")
 
@@ -148,30 +185,40 @@ MAIN = Workflow(
     annotation=(
         "VAE on MNIST. " + _BUNDLE_NOTE + "\n"
         "Load MNIST -> Train VAE (training + held-out tables) -> Encode / Reconstruct / Generate "
-        "/ Decode; Save Model writes the model to model_path (default: this workflow's data "
-        "folder, where the workflow VAE_MNIST_apply beside it reads it).\n"
+        "/ Decode, with Table Views of the digits and a latent explorer; Save Model writes the "
+        "model to model_path (default: this workflow's data folder, where the workflow "
+        "VAE_MNIST_apply beside it reads it).\n"
         "Settings are workflow variables: right-click the workflow > Workflow Variables "
         "(latent_dim, beta, epochs, batch_size, learning_rate, lr_schedule, seed, data_dir, "
         "device, train_limit, eval_limit, eval_set, model_path, overwrite_model).\n"
         "Batch: -workflow.variable=epochs,5,int"),
     variables=VARIABLES,
     nodes=(
-        PythonScript(1, "Load MNIST", "nodes/load_mnist.py", (60, 200),
+        PythonScript(1, "Load MNIST", "nodes/load_mnist.py", (60, 260),
                      out_tables=3, out_images=1),
-        PythonScript(2, "Train VAE", "nodes/train_vae.py", (260, 340),
+        PythonScript(2, "Train VAE", "nodes/train_vae.py", (260, 400),
                      in_tables=2, out_tables=1, out_images=1, out_objects=1),
-        _loss_plot(3, (700, 480)),
+        _loss_plot(3, (700, 600)),
         PythonScript(4, "Encode", "nodes/encode.py", (460, 60),
+                     in_objects=1, in_tables=1, out_tables=2, out_images=1),
+        _latent_plot(5, (700, 0)),
+        PythonScript(6, "Reconstruct", "nodes/reconstruct.py", (460, 260),
                      in_objects=1, in_tables=1, out_tables=1, out_images=1),
-        _latent_plot(5, (700, 20)),
-        PythonScript(6, "Reconstruct", "nodes/reconstruct.py", (460, 200),
-                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
-        PythonScript(7, "Generate", "nodes/generate.py", (460, 340),
+        PythonScript(7, "Generate", "nodes/generate.py", (460, 400),
                      in_objects=1, out_tables=1, out_images=1),
-        PythonScript(8, "Decode", "nodes/decode.py", (700, 120),
+        PythonScript(8, "Decode", "nodes/decode.py", (700, 200),
                      in_objects=1, in_tables=1, out_tables=1, out_images=1),
-        PythonScript(9, "Save Model", "nodes/save_model.py", (460, 480),
+        PythonScript(9, "Save Model", "nodes/save_model.py", (460, 600),
                      in_objects=1, out_tables=1),
+        _explorer_plot(10, (700, 100)),
+        TableView(11, "Latent explorer digits", (900, 100), _EXPLORER_COLUMNS,
+                  "Digits of the latent explorer's points"),
+        TableView(12, "Originals and reconstructions", (700, 300), _RECON_COLUMNS,
+                  "Originals beside their reconstructions"),
+        TableView(13, "Generated digits", (700, 420), _GENERATED_COLUMNS,
+                  "Digits decoded from z ~ N(0, I)"),
+        TableView(14, "Sample images", (260, 140), ("image", "digit", "image_id"),
+                  "Random training images"),
     ),
     links=(
         Link(1, "table 1", 2, "table 1"),
@@ -184,8 +231,13 @@ MAIN = Workflow(
         Link(1, "table 2", 6, "table 1"),
         Link(2, "object 1", 7, "object 1"),
         Link(2, "object 1", 8, "object 1"),
-        Link(4, "table 1", 8, "table 1"),
+        Link(4, "table 2", 8, "table 1"),
         Link(2, "object 1", 9, "object 1"),
+        Link(4, "table 2", 10, "table 1"),
+        Link(4, "table 2", 11, "table 1"),
+        Link(6, "table 1", 12, "table 1"),
+        Link(7, "table 1", 13, "table 1"),
+        Link(1, "table 3", 14, "table 1"),
     ),
 )
 
@@ -195,7 +247,8 @@ APPLY = Workflow(
         "Apply a saved VAE, no training. " + _BUNDLE_NOTE + "\n"
         "Load Model reads model_path (default: the model the workflow VAE_MNIST beside this one "
         "saved; a `vae-mnist run` folder or its checkpoint.pt works too) -> Encode / "
-        "Reconstruct / Generate / Decode on MNIST's test images (eval_set).\n"
+        "Reconstruct / Generate / Decode on MNIST's test images (eval_set), with Table Views "
+        "of the digits and a latent explorer.\n"
         "Settings are workflow variables (model_path, data_dir, device, seed, eval_set, "
         "eval_limit, train_limit)."),
     variables=APPLY_VARIABLES,
@@ -205,14 +258,21 @@ APPLY = Workflow(
         PythonScript(2, "Load Model", "nodes/load_model.py", (60, 380),
                      out_tables=1, out_objects=1),
         PythonScript(4, "Encode", "nodes/encode.py", (300, 60),
-                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
-        _latent_plot(5, (540, 20)),
+                     in_objects=1, in_tables=1, out_tables=2, out_images=1),
+        _latent_plot(5, (540, 0)),
         PythonScript(6, "Reconstruct", "nodes/reconstruct.py", (300, 200),
                      in_objects=1, in_tables=1, out_tables=1, out_images=1),
         PythonScript(7, "Generate", "nodes/generate.py", (300, 340),
                      in_objects=1, out_tables=1, out_images=1),
-        PythonScript(8, "Decode", "nodes/decode.py", (540, 120),
+        PythonScript(8, "Decode", "nodes/decode.py", (540, 200),
                      in_objects=1, in_tables=1, out_tables=1, out_images=1),
+        _explorer_plot(10, (540, 100)),
+        TableView(11, "Latent explorer digits", (740, 100), _EXPLORER_COLUMNS,
+                  "Digits of the latent explorer's points"),
+        TableView(12, "Originals and reconstructions", (540, 300), _RECON_COLUMNS,
+                  "Originals beside their reconstructions"),
+        TableView(13, "Generated digits", (540, 420), _GENERATED_COLUMNS,
+                  "Digits decoded from z ~ N(0, I)"),
     ),
     links=(
         Link(2, "object 1", 4, "object 1"),
@@ -222,7 +282,11 @@ APPLY = Workflow(
         Link(1, "table 2", 6, "table 1"),
         Link(2, "object 1", 7, "object 1"),
         Link(2, "object 1", 8, "object 1"),
-        Link(4, "table 1", 8, "table 1"),
+        Link(4, "table 2", 8, "table 1"),
+        Link(4, "table 2", 10, "table 1"),
+        Link(4, "table 2", 11, "table 1"),
+        Link(6, "table 1", 12, "table 1"),
+        Link(7, "table 1", 13, "table 1"),
     ),
 )
 
@@ -240,7 +304,51 @@ LEGACY = Workflow(
     links=(Link(1, "table 1", 2, "table 1"),),
 )
 
-WORKFLOWS = (MAIN, APPLY, LEGACY)
+_BY_TRAINING_NAME = {v.name: v for v in TRAINING_VARIABLES}
+EXPERIMENT_VARIABLES = (
+    *(_BY_TRAINING_NAME[n] for n in ("epochs", "batch_size", "learning_rate", "lr_schedule",
+                                     "seed", "data_dir", "device", "train_limit", "eval_limit",
+                                     "eval_set")),
+    Variable("latent_dims", "STRING", ",".join(str(z) for z in DEFAULT_LATENTS)),
+    Variable("betas", "STRING", ",".join(f"{b:g}" for b in DEFAULT_BETAS)),
+    Variable("iw_k", "INTEGER", DEFAULT_IW_K),  # importance samples of the bound L_k
+    Variable("iw_images", "INTEGER", DEFAULT_IW_IMAGES),  # held-out images L_k is computed on
+    Variable("sweep_dir", "STRING", DEFAULT_SWEEP_DIR),  # relative: in the data area
+)
+
+EXPERIMENTS = Workflow(
+    name="VAE_MNIST_experiments",
+    annotation=(
+        "The lab's experiments: every latent size x beta of the grid trained and evaluated "
+        "(the project's sweep), the lab's claims judged, the trade-off plotted. "
+        + _BUNDLE_NOTE + "\n"
+        "Settings are workflow variables: latent_dims and betas (comma-separated lists), "
+        "epochs, seed, data_dir, device, ... Finished configurations are kept in sweep_dir "
+        "(default: this workflow's data folder), so executing again after a cancel or a crash "
+        "continues where it stopped. With the defaults (16 configurations, 30 epochs each) it "
+        "takes hours on a laptop CPU: try latent_dims 2,20, betas 1,4 and epochs 5 first."),
+    variables=EXPERIMENT_VARIABLES,
+    nodes=(
+        PythonScript(1, "Run experiments", "nodes/experiments.py", (60, 200),
+                     out_tables=2, out_images=3),
+        ScatterPlot(2, "Reconstruction vs KL", (320, 100), x="kl", y="recon", color="latent",
+                    title="Held-out reconstruction BCE against KL, every latent size and beta",
+                    max_rows=1000),
+        TableView(3, "Claims", (320, 300), ("kind", "statement", "verdict", "numbers", "note"),
+                  "The lab's claims and the targets, with the numbers that decide them"),
+        TableView(4, "Experiments", (320, 200),
+                  ("config", "latent_dim", "beta", "recon", "kl", "neg_elbo", "iw_bound",
+                   "active_units", "knn_vae", "knn_pca", "train_seconds"),
+                  "One row per configuration"),
+    ),
+    links=(
+        Link(1, "table 1", 2, "table 1"),
+        Link(1, "table 2", 3, "table 1"),
+        Link(1, "table 1", 4, "table 1"),
+    ),
+)
+
+WORKFLOWS = (MAIN, APPLY, EXPERIMENTS, LEGACY)
 
 # Placeholder used in the committed sample preference file.
 SAMPLE_ENV = "/path/to/miniforge3/envs/vae-mnist-knime"

@@ -1,6 +1,7 @@
 # KNIME Python Script node "Decode". In: object 1 = model, table 1 = latent points z1..zk (k =
-# the model's latent size; e.g. Encode's output, or a grid made with a Table Creator).
-# Out: table 1 = z1..zk and the decoded pixels, image 1 = PNG grid of the first 256 digits.
+# the model's latent size; e.g. Encode's explorer table, or a grid made with a Table Creator).
+# Out: table 1 = z1..zk, the decoded pixels and (first 1000 rows) a PNG image cell; image 1 = PNG
+# grid of the first 256 digits.
 import sys
 
 import knime.scripting.io as knio

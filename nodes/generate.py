@@ -1,5 +1,6 @@
 # KNIME Python Script node "Generate". In: object 1 = model.
-# Out: table 1 = 64 digits decoded from z ~ N(0, I), image 1 = PNG grid of them.
+# Out: table 1 = 64 digits decoded from z ~ N(0, I), with a PNG image cell each (column image);
+# image 1 = PNG grid of them.
 import sys
 
 import knime.scripting.io as knio

@@ -1,6 +1,7 @@
 # KNIME Python Script node "Reconstruct". In: object 1 = model, table 1 = images.
-# Out: table 1 = 10 images and their reconstructions (kind = original | reconstruction),
-# image 1 = PNG of originals over reconstructions.
+# Out: table 1 = 10 images and their reconstructions (kind = original | reconstruction), each
+# row with its digit as a PNG image cell (column image); image 1 = PNG of originals over
+# reconstructions.
 import sys
 
 import knime.scripting.io as knio

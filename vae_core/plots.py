@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
 from .files import atomic_write_bytes
+from .tables import latent_plane
 
 
 def new_figure(figsize: tuple[float, float]) -> Figure:
@@ -74,19 +75,11 @@ def reconstruction_figure(originals: torch.Tensor, recons: torch.Tensor) -> Figu
 def latent_figure(latent: pd.DataFrame) -> Figure:
     """Fig. 6: latent means coloured by digit; for k > 2 the first two principal components."""
     zcols = [c for c in latent.columns if c.startswith("z") and c[1:].isdigit()]
-    z = latent[zcols].to_numpy(dtype=np.float64)
-    if len(zcols) > 2:
-        centred = z - z.mean(axis=0)
-        _, s, vt = np.linalg.svd(centred, full_matrices=False)
-        xy = centred @ vt[:2].T
-        share = (s[:2] ** 2) / (s ** 2).sum()
-        xlabel = f"PC 1 of μ(x) ({share[0]:.0%} of variance)"
-        ylabel = f"PC 2 of μ(x) ({share[1]:.0%} of variance)"
-        title = f"Latent means (z = {len(zcols)}, first two principal components)"
-    else:
-        xy = z if z.shape[1] == 2 else np.column_stack([z[:, 0], np.zeros(len(z))])
-        xlabel, ylabel = "z1 (μ)", "z2 (μ)" if z.shape[1] == 2 else ""
-        title = "Latent means of held-out images"
+    xy, xlabel, ylabel = latent_plane(latent[zcols].to_numpy(dtype=np.float64))
+    title = (f"Latent means (z = {len(zcols)}, first two principal components)"
+             if len(zcols) > 2 else "Latent means of held-out images")
+    if len(zcols) == 1:
+        ylabel = ""
     labels = latent["label"].to_numpy()
     fig = new_figure((7, 6))
     ax = fig.add_subplot()

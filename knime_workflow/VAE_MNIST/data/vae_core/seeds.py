@@ -26,6 +26,7 @@ STREAMS = {
     "iw_subset": 12,  # the one-sample ELBO on the L_k subset
     "roughness": 13,  # image pairs of the interpolation roughness
     "decoder_gain": 14,  # points and directions of the decoder-gain estimate
+    "explorer": 15,  # the encoded images the KNIME latent explorer shows with their digits
 }
 
 

@@ -129,6 +129,47 @@ def generated_table(z, images) -> pd.DataFrame:
     return _frame([head, pd.DataFrame(z, columns=z_columns(z.shape[1])), _pixels(images)])
 
 
+IMAGE_COLUMN = "image"
+IMAGE_CELL_SCALE = 2  # 28x28 digits drawn at 56x56 pixels: readable in a KNIME table
+
+
+def image_cells(images, scale: int = IMAGE_CELL_SCALE) -> list:
+    """One greyscale PIL image per row of ``images`` ([N, 784] in [0, 1]); a pandas column of
+    them becomes a KNIME PNG image column. KNIME stores each cell as its own file, so only
+    small tables (tens to hundreds of rows) get one."""
+    from PIL import Image
+
+    levels = np.rint(np.clip(_np(images).reshape(len(images), 28, 28), 0, 1) * 255)
+    size = (28 * scale, 28 * scale)
+    return [Image.fromarray(a.astype(np.uint8), mode="L").resize(size, Image.Resampling.NEAREST)
+            for a in levels]
+
+
+def with_image_column(table: pd.DataFrame, images, limit: int | None = None) -> pd.DataFrame:
+    """``table`` plus an ``image`` column of its digits; rows beyond ``limit`` get a missing
+    cell (the column and its type stay the same whatever the number of rows)."""
+    out = table.copy()
+    n = len(out) if limit is None else min(limit, len(out))
+    out[IMAGE_COLUMN] = pd.Series(image_cells(images[:n]) + [None] * (len(out) - n),
+                                  index=out.index, dtype=object)
+    return out
+
+
+def latent_plane(z) -> tuple[np.ndarray, str, str]:
+    """The two coordinates a latent scatter plot shows, and what they are: z1 and z2 for two
+    latent dimensions, else the first two principal components of the latent means."""
+    z = _np(z).astype(np.float64)
+    if z.shape[1] > 2:
+        centred = z - z.mean(axis=0)
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        share = (s[:2] ** 2) / (s ** 2).sum()
+        return (centred @ vt[:2].T, f"PC 1 of μ(x) ({share[0]:.0%} of variance)",
+                f"PC 2 of μ(x) ({share[1]:.0%} of variance)")
+    if z.shape[1] == 2:
+        return z.copy(), "z1 (μ)", "z2 (μ)"
+    return np.column_stack([z[:, 0], np.zeros(len(z))]), "z1 (μ)", "0 (one latent dimension)"
+
+
 def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.Tensor:
     """Pixel columns of a table as a float32 tensor [N, 784] in [0, 1].
 

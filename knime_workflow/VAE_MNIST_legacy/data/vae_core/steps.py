@@ -10,6 +10,7 @@ Downstream nodes draw their random picks from the *model's* seed, exactly like
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from .config import ARCHITECTURE, OBJECTIVE, OPTIMISATION, SEED, TrainConfig, se
 from .data import MNISTData, Split, load_mnist
 from .errors import ConfigError, TableError
 from .model import VAE
+from .seeds import derive_seed
 from .train import resolve_device, train
 
 if int(pd.__version__.split(".")[0]) >= 3:  # KNIME's table conversion rejects pandas 3 tables
@@ -52,6 +54,9 @@ _HINT = ("Fix the workflow variable (right-click the workflow > Workflow Variabl
 # data area, so it travels with that workflow and the apply workflow beside it finds it.
 DEFAULT_MODEL_FILE = "vae_mnist_model.pt"
 APPLY_MODEL_PATH = f"../../VAE_MNIST/data/{DEFAULT_MODEL_FILE}"
+# Image cells: KNIME stores each as its own file, so only small tables carry them.
+EXPLORER_ROWS = 1000  # encoded images the latent explorer shows with their digits
+DECODE_IMAGE_ROWS = 1000  # decoded rows that get an image cell (the rest: a missing cell)
 # Flow variables Train VAE pushes (plain floats): the last epoch's losses, nats per image.
 RESULT_VARIABLES = {"vae_train_loss": "train_loss", "vae_train_recon": "train_recon",
                     "vae_train_kl": "train_kl", "vae_heldout_loss": "test_loss",
@@ -119,6 +124,13 @@ class TableAndImage(NamedTuple):
     png: bytes
 
 
+class EncodeOutput(NamedTuple):
+    latent: pd.DataFrame  # every image: ids, z1..zk, logvar1..k
+    explorer: pd.DataFrame  # a seeded sample: ids, plot_x, plot_y, z1..zk and the digit image
+    png: bytes
+    flow_variables: dict[str, str]  # what plot_x / plot_y are (axis titles of the explorer)
+
+
 class ModelAndTable(NamedTuple):
     model: dict[str, Any]
     table: pd.DataFrame
@@ -129,6 +141,7 @@ def load_mnist_step(params: NodeParams, n_samples: int = 64) -> LoadOutput:
     """Load MNIST: training and held-out images as tables, 64 samples as a table and PNG."""
     data = load_mnist(params.config, params.data_dir)
     samples, images = pipeline.sample_part(data.train, n_samples, params.config.seed)
+    samples = tables.with_image_column(samples, images)
     tr, ev = data.train, data.eval
     return LoadOutput(tables.image_table(tr.ids, tr.source, tr.labels, tr.images),
                       tables.image_table(ev.ids, ev.source, ev.labels, ev.images),
@@ -169,36 +182,54 @@ def _train(config: TrainConfig, data: MNISTData, log: Callable[[str], None]) -> 
                        plots.figure_png(plots.loss_figure(loss)), results)
 
 
-def encode_step(model: Any, table: pd.DataFrame, params: NodeParams) -> TableAndImage:
-    """Latent means of every image: image_id, source, label, digit, z1..zk, logvar1..k (Fig. 6)."""
-    vae, _ = _model(model, params)
-    latent = pipeline.latent_part(vae, split_from_table(table))
-    return TableAndImage(latent, plots.figure_png(plots.latent_figure(latent)))
+def encode_step(model: Any, table: pd.DataFrame, params: NodeParams,
+                explorer_rows: int = EXPLORER_ROWS) -> EncodeOutput:
+    """Latent means of every image: image_id, source, label, digit, z1..zk, logvar1..k (Fig. 6);
+    and the latent explorer: ``explorer_rows`` seeded images with the two plotted coordinates
+    (z1, z2, or the first two principal components of all latent means) and their digits."""
+    vae, seed = _model(model, params)
+    split = split_from_table(table)
+    latent = pipeline.latent_part(vae, split)
+    plane, x_title, y_title = tables.latent_plane(latent[tables.z_columns(vae.latent_dim)])
+    rows = pipeline.pick(len(latent), explorer_rows, derive_seed(seed, "explorer")).sort().values
+    explorer = latent.iloc[rows.numpy()].drop(
+        columns=[c for c in latent.columns if c.startswith("logvar")])
+    explorer.insert(4, "plot_x", plane[rows.numpy(), 0])
+    explorer.insert(5, "plot_y", plane[rows.numpy(), 1])
+    explorer = tables.with_image_column(explorer.reset_index(drop=True), split.images[rows])
+    return EncodeOutput(latent, explorer, plots.figure_png(plots.latent_figure(latent)),
+                        {"latent_x_title": x_title, "latent_y_title": y_title})
 
 
 def reconstruct_step(model: Any, table: pd.DataFrame, params: NodeParams, n: int = 10
                      ) -> TableAndImage:
-    """``n`` seeded random images of the table and their reconstructions (Fig. 5)."""
+    """``n`` seeded random images of the table and their reconstructions (Fig. 5), each row
+    with its digit as an image cell."""
     vae, seed = _model(model, params)
     recon, originals, recons = pipeline.reconstruction_part(vae, split_from_table(table), n, seed)
-    return TableAndImage(recon, plots.figure_png(plots.reconstruction_figure(originals, recons)))
+    pairs = torch.stack([originals, recons], dim=1).reshape(-1, originals.shape[-1])
+    return TableAndImage(tables.with_image_column(recon, pairs),
+                         plots.figure_png(plots.reconstruction_figure(originals, recons)))
 
 
 def generate_step(model: Any, params: NodeParams, n: int = 64) -> TableAndImage:
-    """``n`` digits decoded from z ~ N(0, I) (Fig. 7)."""
+    """``n`` digits decoded from z ~ N(0, I) (Fig. 7), with image cells."""
     vae, seed = _model(model, params)
     generated, images = pipeline.generated_part(vae, n, seed)
-    return TableAndImage(generated, plots.figure_png(plots.generated_figure(images)))
+    return TableAndImage(tables.with_image_column(generated, images),
+                         plots.figure_png(plots.generated_figure(images)))
 
 
 def decode_step(model: Any, table: pd.DataFrame, params: NodeParams) -> TableAndImage:
-    """Decode the latent points z1..zk of a table (e.g. edited Encode output, a grid you made)."""
+    """Decode the latent points z1..zk of a table (e.g. the latent explorer, a grid you made);
+    the first ``DECODE_IMAGE_ROWS`` rows also get their digit as an image cell."""
     vae, _ = _model(model, params)
     z = tables.latents_from_table(table, vae.latent_dim)
     with torch.no_grad():
         images = vae.decode(z.to(next(vae.parameters()).device)).cpu()
-    return TableAndImage(tables.generated_table(z, images),
-                         plots.figure_png(plots.generated_figure(images[:256])))
+    decoded = tables.with_image_column(tables.generated_table(z, images), images,
+                                       limit=DECODE_IMAGE_ROWS)
+    return TableAndImage(decoded, plots.figure_png(plots.generated_figure(images[:256])))
 
 
 def save_model_step(model: Any, params: NodeParams, data_area: str) -> pd.DataFrame:
@@ -216,6 +247,98 @@ def load_model_step(params: NodeParams, data_area: str) -> ModelAndTable:
     path = resolve_model_path(params.model_path, data_area)
     record = load_model_file(path)
     return ModelAndTable(record, _model_info(TrainedVAE.from_record(record), path, "loaded"))
+
+
+# ----------------------------------------------------------------------------- experiments
+# Variables of the experiments workflow beyond the training ones: the grid and the evaluation.
+EXPERIMENT_VARIABLES = ("latent_dims", "betas", "iw_k", "iw_images", "sweep_dir")
+DEFAULT_SWEEP_DIR = "sweep"  # relative: in the workflow's data area
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    """The experiments node's settings: shared training settings, the grid, where it lives."""
+
+    base: NodeParams
+    latent_dims: tuple[int, ...]
+    betas: tuple[float, ...]
+    iw_k: int
+    iw_images: int
+    sweep_dir: str
+
+
+class ExperimentsOutput(NamedTuple):
+    experiments: pd.DataFrame  # one row per configuration (the sweep's experiments.csv)
+    claims: pd.DataFrame  # one row per claim or target: verdict and the numbers deciding it
+    figures: list[bytes]  # PNG: trade-off, metrics against latent size, KL per dimension
+    flow_variables: dict[str, int]  # configurations trained now / kept from an earlier run
+
+
+SWEEP_FIGURES = ("tradeoff", "metrics_vs_latent", "kl_per_dim")
+
+
+def _number_list(name: str, value: Any, cast: Callable[[str], Any]) -> tuple:
+    try:
+        items = tuple(cast(v.strip()) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        items = ()
+    if not items:
+        raise ConfigError(f"{name} must be a comma-separated list of numbers such as "
+                          f"\"2,5,10,20\", got {value!r}. {_HINT}")
+    return items
+
+
+def sweep_params_from_flow_variables(flow_variables: Mapping[str, Any]) -> SweepParams:
+    """The experiments workflow's variables, validated (one clear message each)."""
+    base = params_from_flow_variables(flow_variables)
+    values = {k: flow_variables.get(k) for k in EXPERIMENT_VARIABLES}
+    evaluation = {}
+    for name, default in (("iw_k", 1000), ("iw_images", 1000)):
+        value = default if values[name] is None else values[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}. {_HINT}")
+        evaluation[name] = value
+    sweep_dir = values["sweep_dir"] if values["sweep_dir"] is not None else DEFAULT_SWEEP_DIR
+    if not isinstance(sweep_dir, str) or not sweep_dir.strip():
+        raise ConfigError(f"sweep_dir must be a folder path, got {sweep_dir!r}. {_HINT}")
+    return SweepParams(
+        base=base,
+        latent_dims=_number_list("latent_dims", values["latent_dims"] or "2,5,10,20", int),
+        betas=_number_list("betas", values["betas"] or "0.5,1,2,4", float),
+        sweep_dir=sweep_dir.strip(), **evaluation)
+
+
+def experiments_step(params: SweepParams, data_area: str,
+                     log: Callable[[str], None] = print) -> ExperimentsOutput:
+    """The lab's grid with the project's sweep (``vae-mnist sweep``): trains what is not
+    finished in ``sweep_dir`` (relative: in the data area), so re-executing after a cancel or
+    a crash continues; then the experiments table, the claims and the trade-off figures."""
+    from .sweep import run_sweep
+
+    out_dir = Path(data_area) / Path(params.sweep_dir).expanduser()
+    res = run_sweep(out_dir, params.base.config, latent_dims=params.latent_dims,
+                    betas=params.betas, data_dir=params.base.data_dir, iw_k=params.iw_k,
+                    iw_images=params.iw_images, log=log, lab_outputs=False)
+    experiments = res.experiments.copy()
+    experiments.insert(1, "latent", pd.array([f"z={z}" for z in experiments["latent_dim"]],
+                                             dtype="string"))
+    figures = [(res.out_dir / "figures" / f"{name}.png").read_bytes() for name in SWEEP_FIGURES]
+    return ExperimentsOutput(experiments, claims_table(res.claims), figures,
+                             {"sweep_trained": len(res.trained), "sweep_kept": len(res.reused)})
+
+
+def claims_table(claims: dict) -> pd.DataFrame:
+    """The verdicts as a table: kind (claim | target), the statement, verdict, how it was
+    measured, and the numbers that decide it (JSON text)."""
+    rows = [{"kind": "claim", "statement": c["claim"], "verdict": c["verdict"],
+             "measure": c["measure"], "numbers": json.dumps(c["numbers"], sort_keys=True),
+             "note": c.get("note", "")} for c in claims.get("claims", [])]
+    rows += [{"kind": "target", "statement": t["target"],
+              "verdict": "met" if t["met"] else "not met", "measure": "",
+              "numbers": json.dumps(t["value"], sort_keys=True), "note": ""}
+             for t in claims.get("targets", [])]
+    columns = ["kind", "statement", "verdict", "measure", "numbers", "note"]
+    return pd.DataFrame(rows, columns=columns).astype("string")
 
 
 # ----------------------------------------------------------------------------- helpers

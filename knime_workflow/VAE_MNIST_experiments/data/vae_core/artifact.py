@@ -1,0 +1,204 @@
+"""A trained model as plain data: what KNIME's object port carries and what a model file holds.
+
+KNIME unpickles a node's input objects *before* its script runs, when only the Python
+environment and the workflow folder are importable, so vae_core (bundled in the workflow's data
+area) is not yet on ``sys.path``. The port therefore carries a plain ``dict`` of str / int /
+float / list / dict values and CPU tensors, which unpickles with torch alone; the node script
+turns it back into a model (:class:`TrainedVAE`) once the bundle is importable.
+
+A model file (Save Model node) is that same dict written with ``torch.save``: it loads with
+``torch.load(weights_only=True)``, so opening one never runs code. Load Model also reads a
+``vae-mnist run`` checkpoint (or its run folder), so CLI models feed the apply workflow.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .checkpoint import FORMAT as CHECKPOINT_FORMAT
+from .checkpoint import config_of, load_checkpoint, model_from_state
+from .config import TrainConfig
+from .errors import CheckpointError, ConfigError, VAEError
+from .files import atomic_write_bytes
+from .model import VAE
+from .rundir import CHECKPOINT
+from .tables import LOSS_COLUMNS, loss_table
+
+FORMAT = "vae-mnist-model"
+FORMAT_VERSION = 1
+_RETRAIN = "Re-run the Train VAE node (or Load Model) to get a fresh model."
+
+
+def model_record(model: VAE, config: TrainConfig, history: list[dict[str, Any]],
+                 data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The plain-data form of a trained model (weights copied to the CPU)."""
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    rows = [{c: row[c] for c in LOSS_COLUMNS if c in row} for row in history]
+    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "summary": _summary(config.to_dict(), rows), "config": config.to_dict(),
+            "model": weights, "history": rows, "data": dict(data or {})}
+
+
+def _summary(config: dict[str, Any], history: list[dict[str, Any]]) -> str:
+    """One line for KNIME's port view (it shows the first 1000 characters of ``str(obj)``)."""
+    last = history[-1] if history else {}
+    held = f", held-out loss {last['test_loss']:.2f}" if "test_loss" in last else ""
+    return (f"vae-mnist model: latent_dim={config['latent_dim']}, "
+            f"hidden_dim={config['hidden_dim']}, beta={config['beta']:g}, "
+            f"{len(history)} epochs{held}")
+
+
+class TrainedVAE:
+    """A validated model record: its config, loss history and the torch model."""
+
+    def __init__(self, record: dict[str, Any], model: VAE) -> None:
+        self.record = record
+        self._model = model
+
+    @classmethod
+    def from_record(cls, obj: Any, what: str = "model input") -> TrainedVAE:
+        """Check that ``obj`` is a model record; rebuild the model. One clear error otherwise."""
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+            raise VAEError(f"The {what} must be the model from a Train VAE or Load Model node, "
+                           f"got {got!r}. Connect that node's object output here.")
+        version = obj.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(f"The {what} has model format version {version!r}, newer than "
+                                  f"this vae_core understands ({FORMAT_VERSION}). Rebuild the "
+                                  "model with this workflow, or use the workflow that made it.")
+        try:
+            config = TrainConfig.from_dict(dict(obj["config"]), source=f"the {what}")
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise CheckpointError(f"The {what} has no valid config ({exc}). {_RETRAIN}") from None
+        weights, history = obj.get("model"), obj.get("history")
+        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor)
+                                                    for v in weights.values()):
+            raise CheckpointError(f"The {what} has no weights. {_RETRAIN}")
+        if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+            raise CheckpointError(f"The {what}'s loss history is damaged. {_RETRAIN}")
+        model = model_from_state({"config": config.to_dict(), "model": weights}, f"the {what}")
+        return cls(obj, model)
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.record["config"], source="the model")
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.record["history"]]
+
+    def loss_table(self) -> pd.DataFrame:
+        return loss_table(self.history)
+
+    def model(self, device: str | torch.device = "cpu") -> VAE:
+        """The torch model in eval mode on ``device``."""
+        return self._model.to(device).eval()
+
+    def same_model(self, other: TrainedVAE) -> bool:
+        """Same settings and bit-identical weights (history timings may differ)."""
+        a, b = self.record["model"], other.record["model"]
+        return (self.record["config"] == other.record["config"] and a.keys() == b.keys()
+                and all(torch.equal(a[k], b[k]) for k in a))
+
+
+# ----------------------------------------------------------------------------- model files
+def resolve_model_path(value: Any, base: str | Path) -> Path:
+    """A model path from a workflow variable: relative paths resolve against ``base`` (the
+    workflow's data area), ``~`` is the home folder."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"model_path must be a file path, got {value!r}. Set the workflow "
+                          "variable model_path (relative paths are inside the workflow's data "
+                          "folder).")
+    path = Path(value.strip()).expanduser()
+    return path if path.is_absolute() else Path(base) / path
+
+
+def _file_bytes(record: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    return buffer.getvalue()
+
+
+def save_model_file(path: str | Path, trained: TrainedVAE, *, overwrite: bool = False) -> str:
+    """Write the model to ``path`` atomically; returns "written", "unchanged" or "replaced".
+
+    An existing file holding the same model is left as it is; one holding a different model is
+    replaced only with ``overwrite``; a file that is not a vae-mnist model is never replaced.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"model_path {path} is a folder; give a file name such as "
+                          f"{path / 'vae_mnist_model.pt'}.")
+    status = "written"
+    if path.exists():
+        try:
+            old = TrainedVAE.from_record(load_model_file(path), f"model file {path}")
+        except VAEError:
+            raise CheckpointError(f"{path} exists and is not a vae-mnist model file; it was left "
+                                  "untouched. Choose another model_path, or move that file away."
+                                  ) from None
+        if old.same_model(trained):
+            return "unchanged"
+        if not overwrite:
+            raise CheckpointError(
+                f"{path} already holds a different model ({old.record['summary']}); it was left "
+                "untouched. Set the workflow variable overwrite_model to 1 to replace it, or "
+                "choose another model_path.")
+        status = "replaced"
+    atomic_write_bytes(path, _file_bytes(trained.record))
+    return status
+
+
+def load_model_file(path: str | Path) -> dict[str, Any]:
+    """Read a model file (Save Model) or a ``vae-mnist run`` checkpoint / run folder, safely.
+
+    Returns the plain model record; foreign, damaged or code-carrying files are one
+    :class:`CheckpointError`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not (path / CHECKPOINT).is_file():
+            raise CheckpointError(f"{path} is a folder without {CHECKPOINT}: neither a model file "
+                                  "nor a vae-mnist run folder. Check model_path.")
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"Model file {path} does not exist. Run the workflow that saves "
+                              "the model first (Save Model), or check model_path.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(f"Refused to load {path}: it contains Python objects that could "
+                                  "run code, not only tensors and plain data. Only load model "
+                                  "files written by vae-mnist.") from None
+        raise CheckpointError(f"{path} is not a readable model file ({exc}).") from None
+    except Exception as exc:  # a damaged file breaks the unpickler in many ways (KeyError, ...)
+        raise CheckpointError(f"{path} is not a vae-mnist model file, or it is truncated or "
+                              f"corrupt ({type(exc).__name__}).") from None
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        return _record_from_checkpoint(path)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a vae-mnist model file.")
+    TrainedVAE.from_record(state, f"model file {path}")  # validated before anyone uses it
+    return state
+
+
+def _record_from_checkpoint(path: Path) -> dict[str, Any]:
+    """The model of a ``vae-mnist run`` checkpoint (its optimizer state is not needed)."""
+    state = load_checkpoint(path)
+    try:
+        columns = state["history"]
+        rows = [{c: columns[c][i] for c in LOSS_COLUMNS if c in columns}
+                for i in range(len(columns["epoch"]))]
+    except (KeyError, TypeError, IndexError) as exc:
+        raise CheckpointError(f"Checkpoint {path} has a damaged loss history ({exc}).") from None
+    config = config_of(state, path)
+    model = model_from_state(state, path)
+    return model_record(model, config, rows, {"from": f"vae-mnist checkpoint {path}"})

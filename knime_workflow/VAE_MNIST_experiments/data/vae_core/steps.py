@@ -1,0 +1,378 @@
+"""One function per KNIME node: plain data in (flow-variable dict, DataFrames, model object),
+DataFrames + PNG bytes out.
+
+The scripts in ``nodes/`` only move data between ``knime.scripting.io`` and these functions,
+so all the logic is testable without KNIME. Tables come from :mod:`vae_core.tables` (fresh
+RangeIndex → unique RowIDs, KNIME-safe dtypes); figures from :mod:`vae_core.plots`.
+Downstream nodes draw their random picks from the *model's* seed, exactly like
+:func:`vae_core.pipeline.lab_results`, so the workflow reproduces ``vae-mnist run``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import pipeline, plots, tables
+from .artifact import (
+    TrainedVAE,
+    load_model_file,
+    model_record,
+    resolve_model_path,
+    save_model_file,
+)
+from .config import ARCHITECTURE, OBJECTIVE, OPTIMISATION, SEED, TrainConfig, settings
+from .data import MNISTData, Split, load_mnist
+from .errors import ConfigError, TableError
+from .model import VAE
+from .seeds import derive_seed
+from .train import resolve_device, train
+
+if int(pd.__version__.split(".")[0]) >= 3:  # KNIME's table conversion rejects pandas 3 tables
+    raise ImportError(f"pandas {pd.__version__} is installed, but KNIME's Python nodes fail with "
+                      "pandas 3 (\"Data type 'large_string' in column '<RowID>' is not "
+                      "supported\"). Install pandas<3 in KNIME's Python environment "
+                      "(environment.yml, docs/KNIME.md).")
+
+# Workflow variables the nodes read (declared in workflow.knime). train_limit / eval_limit:
+# 0 means "all images". model_path: relative paths are inside the workflow's data area.
+FLOW_VARIABLES = ("latent_dim", "beta", "epochs", "batch_size", "learning_rate", "lr_schedule",
+                  "seed", "data_dir", "device", "train_limit", "eval_limit", "eval_set",
+                  "model_path", "overwrite_model")
+_CONFIG_VARIABLES = tuple(v for v in FLOW_VARIABLES
+                          if v not in ("data_dir", "model_path", "overwrite_model"))
+_HINT = ("Fix the workflow variable (right-click the workflow > Workflow Variables..., or "
+         "-workflow.variable=NAME,VALUE,TYPE in batch mode).")
+# The model file both the main and the apply workflow use by default: in the main workflow's
+# data area, so it travels with that workflow and the apply workflow beside it finds it.
+DEFAULT_MODEL_FILE = "vae_mnist_model.pt"
+APPLY_MODEL_PATH = f"../../VAE_MNIST/data/{DEFAULT_MODEL_FILE}"
+# Image cells: KNIME stores each as its own file, so only small tables carry them.
+EXPLORER_ROWS = 1000  # encoded images the latent explorer shows with their digits
+DECODE_IMAGE_ROWS = 1000  # decoded rows that get an image cell (the rest: a missing cell)
+# Flow variables Train VAE pushes (plain floats): the last epoch's losses, nats per image.
+RESULT_VARIABLES = {"vae_train_loss": "train_loss", "vae_train_recon": "train_recon",
+                    "vae_train_kl": "train_kl", "vae_heldout_loss": "test_loss",
+                    "vae_heldout_recon": "test_recon", "vae_heldout_kl": "test_kl"}
+# Settings a loss table carries in every row (what made the model; not where it ran).
+LOSS_TABLE_SETTINGS = settings(ARCHITECTURE, OBJECTIVE, OPTIMISATION, SEED)
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Validated settings of a node: the training config, the MNIST folder (None = default),
+    and where Save / Load Model put the model."""
+
+    config: TrainConfig
+    data_dir: str | None = None
+    model_path: str = DEFAULT_MODEL_FILE
+    overwrite_model: bool = False
+
+
+def params_from_flow_variables(flow_variables: Mapping[str, Any]) -> NodeParams:
+    """Cast and validate KNIME flow variables; other variables (``knime.*``, ...) are ignored.
+
+    Raises :class:`ConfigError` with one clear message, e.g. for ``epochs = "abc"``.
+    """
+    values = {k: flow_variables[k] for k in _CONFIG_VARIABLES if k in flow_variables}
+    for name in ("train_limit", "eval_limit"):
+        value = values.get(name)
+        if not isinstance(value, bool) and value in (0, "0", ""):
+            values[name] = None
+    data_dir = flow_variables.get("data_dir", "")
+    if not isinstance(data_dir, str):
+        raise ConfigError(f"data_dir must be a string (a folder path), got {data_dir!r}. {_HINT}")
+    model_path = flow_variables.get("model_path", DEFAULT_MODEL_FILE)
+    if not isinstance(model_path, str) or not model_path.strip():
+        raise ConfigError(f"model_path must be a file path, got {model_path!r}. {_HINT}")
+    overwrite = flow_variables.get("overwrite_model", 0)
+    if isinstance(overwrite, bool) or overwrite not in (0, 1, "0", "1"):
+        raise ConfigError(f"overwrite_model must be 0 (keep a different model already saved) or "
+                          f"1 (replace it), got {overwrite!r}. {_HINT}")
+    try:
+        config = TrainConfig.from_dict(values, source="the flow variables")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} {_HINT}") from None
+    return NodeParams(config=config, data_dir=data_dir.strip() or None,
+                      model_path=model_path.strip(), overwrite_model=int(overwrite) == 1)
+
+
+# ----------------------------------------------------------------------------- outputs
+class LoadOutput(NamedTuple):
+    train: pd.DataFrame  # the training images (input of Train VAE)
+    heldout: pd.DataFrame  # the held-out images: Train VAE's per-epoch loss, Encode, Reconstruct
+    samples: pd.DataFrame  # 64 random training images (Fig. 1)
+    png: bytes
+
+
+class TrainOutput(NamedTuple):
+    loss: pd.DataFrame  # one row per epoch, with the settings in every row
+    model: dict[str, Any]  # the model record (vae_core.artifact), for the object port
+    png: bytes
+    flow_variables: dict[str, float]  # RESULT_VARIABLES, plain floats
+
+
+class TableAndImage(NamedTuple):
+    table: pd.DataFrame
+    png: bytes
+
+
+class EncodeOutput(NamedTuple):
+    latent: pd.DataFrame  # every image: ids, z1..zk, logvar1..k
+    explorer: pd.DataFrame  # a seeded sample: ids, plot_x, plot_y, z1..zk and the digit image
+    png: bytes
+    flow_variables: dict[str, str]  # what plot_x / plot_y are (axis titles of the explorer)
+
+
+class ModelAndTable(NamedTuple):
+    model: dict[str, Any]
+    table: pd.DataFrame
+
+
+# ----------------------------------------------------------------------------- steps
+def load_mnist_step(params: NodeParams, n_samples: int = 64) -> LoadOutput:
+    """Load MNIST: training and held-out images as tables, 64 samples as a table and PNG."""
+    data = load_mnist(params.config, params.data_dir)
+    samples, images = pipeline.sample_part(data.train, n_samples, params.config.seed)
+    samples = tables.with_image_column(samples, images)
+    tr, ev = data.train, data.eval
+    return LoadOutput(tables.image_table(tr.ids, tr.source, tr.labels, tr.images),
+                      tables.image_table(ev.ids, ev.source, ev.labels, ev.images),
+                      samples, plots.figure_png(plots.samples_figure(images)))
+
+
+def train_step(params: NodeParams, train_table: pd.DataFrame, heldout_table: pd.DataFrame,
+               log: Callable[[str], None] = print) -> TrainOutput:
+    """Train a VAE on the images of ``train_table``; ``heldout_table`` gives the held-out loss
+    of every epoch. Returns the loss table, the model record, the loss curve and the results
+    as flow variables."""
+    data = MNISTData(train=split_from_table(train_table, "training table (input 1)"),
+                     eval=split_from_table(heldout_table, "held-out table (input 2)"))
+    return _train(params.config, data, log)
+
+
+def legacy_train_step(params: NodeParams, log: Callable[[str], None] = print) -> TrainOutput:
+    """The legacy Python Source node has no input port: it loads MNIST (data_dir) itself."""
+    return _train(params.config, load_mnist(params.config, params.data_dir), log)
+
+
+def _train(config: TrainConfig, data: MNISTData, log: Callable[[str], None]) -> TrainOutput:
+    log(f"Training on {len(data.train)} images, held-out loss on {len(data.eval)}, "
+        f"{config.epochs} epochs.")
+
+    def report(row: dict) -> None:
+        log(f"epoch {row['epoch']}/{config.epochs}: train loss {row['train_loss']:.2f}, "
+            f"held-out loss {row['test_loss']:.2f}")
+
+    result = train(config, data, progress=False, on_epoch=report)
+    counts = {"train_images": len(data.train), "heldout_images": len(data.eval)}
+    record = model_record(result.model, config, result.history, counts)
+    loss = tables.loss_table(result.history)
+    made_by = {k: v for k, v in config.to_dict().items() if k in LOSS_TABLE_SETTINGS}
+    last = result.history[-1]
+    results = {name: float(last[column]) for name, column in RESULT_VARIABLES.items()}
+    return TrainOutput(tables.with_settings(loss, {**made_by, **counts}), record,
+                       plots.figure_png(plots.loss_figure(loss)), results)
+
+
+def encode_step(model: Any, table: pd.DataFrame, params: NodeParams,
+                explorer_rows: int = EXPLORER_ROWS) -> EncodeOutput:
+    """Latent means of every image: image_id, source, label, digit, z1..zk, logvar1..k (Fig. 6);
+    and the latent explorer: ``explorer_rows`` seeded images with the two plotted coordinates
+    (z1, z2, or the first two principal components of all latent means) and their digits."""
+    vae, seed = _model(model, params)
+    split = split_from_table(table)
+    latent = pipeline.latent_part(vae, split)
+    plane, x_title, y_title = tables.latent_plane(latent[tables.z_columns(vae.latent_dim)])
+    rows = pipeline.pick(len(latent), explorer_rows, derive_seed(seed, "explorer")).sort().values
+    explorer = latent.iloc[rows.numpy()].drop(
+        columns=[c for c in latent.columns if c.startswith("logvar")])
+    explorer.insert(4, "plot_x", plane[rows.numpy(), 0])
+    explorer.insert(5, "plot_y", plane[rows.numpy(), 1])
+    explorer = tables.with_image_column(explorer.reset_index(drop=True), split.images[rows])
+    return EncodeOutput(latent, explorer, plots.figure_png(plots.latent_figure(latent)),
+                        {"latent_x_title": x_title, "latent_y_title": y_title})
+
+
+def reconstruct_step(model: Any, table: pd.DataFrame, params: NodeParams, n: int = 10
+                     ) -> TableAndImage:
+    """``n`` seeded random images of the table and their reconstructions (Fig. 5), each row
+    with its digit as an image cell."""
+    vae, seed = _model(model, params)
+    recon, originals, recons = pipeline.reconstruction_part(vae, split_from_table(table), n, seed)
+    pairs = torch.stack([originals, recons], dim=1).reshape(-1, originals.shape[-1])
+    return TableAndImage(tables.with_image_column(recon, pairs),
+                         plots.figure_png(plots.reconstruction_figure(originals, recons)))
+
+
+def generate_step(model: Any, params: NodeParams, n: int = 64) -> TableAndImage:
+    """``n`` digits decoded from z ~ N(0, I) (Fig. 7), with image cells."""
+    vae, seed = _model(model, params)
+    generated, images = pipeline.generated_part(vae, n, seed)
+    return TableAndImage(tables.with_image_column(generated, images),
+                         plots.figure_png(plots.generated_figure(images)))
+
+
+def decode_step(model: Any, table: pd.DataFrame, params: NodeParams) -> TableAndImage:
+    """Decode the latent points z1..zk of a table (e.g. the latent explorer, a grid you made);
+    the first ``DECODE_IMAGE_ROWS`` rows also get their digit as an image cell."""
+    vae, _ = _model(model, params)
+    z = tables.latents_from_table(table, vae.latent_dim)
+    with torch.no_grad():
+        images = vae.decode(z.to(next(vae.parameters()).device)).cpu()
+    decoded = tables.with_image_column(tables.generated_table(z, images), images,
+                                       limit=DECODE_IMAGE_ROWS)
+    return TableAndImage(decoded, plots.figure_png(plots.generated_figure(images[:256])))
+
+
+def save_model_step(model: Any, params: NodeParams, data_area: str) -> pd.DataFrame:
+    """Write the model to ``model_path`` (relative: in the workflow data area); one-row table
+    saying where, whether it was written, and what the model is."""
+    trained = TrainedVAE.from_record(model)
+    path = resolve_model_path(params.model_path, data_area)
+    status = save_model_file(path, trained, overwrite=params.overwrite_model)
+    return _model_info(trained, path, status)
+
+
+def load_model_step(params: NodeParams, data_area: str) -> ModelAndTable:
+    """Read the model at ``model_path``: a Save Model file, or a ``vae-mnist run`` folder or
+    its checkpoint.pt. The record is validated before it goes on the port."""
+    path = resolve_model_path(params.model_path, data_area)
+    record = load_model_file(path)
+    return ModelAndTable(record, _model_info(TrainedVAE.from_record(record), path, "loaded"))
+
+
+# ----------------------------------------------------------------------------- experiments
+# Variables of the experiments workflow beyond the training ones: the grid and the evaluation.
+EXPERIMENT_VARIABLES = ("latent_dims", "betas", "iw_k", "iw_images", "sweep_dir")
+DEFAULT_SWEEP_DIR = "sweep"  # relative: in the workflow's data area
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    """The experiments node's settings: shared training settings, the grid, where it lives."""
+
+    base: NodeParams
+    latent_dims: tuple[int, ...]
+    betas: tuple[float, ...]
+    iw_k: int
+    iw_images: int
+    sweep_dir: str
+
+
+class ExperimentsOutput(NamedTuple):
+    experiments: pd.DataFrame  # one row per configuration (the sweep's experiments.csv)
+    claims: pd.DataFrame  # one row per claim or target: verdict and the numbers deciding it
+    figures: list[bytes]  # PNG: trade-off, metrics against latent size, KL per dimension
+    flow_variables: dict[str, int]  # configurations trained now / kept from an earlier run
+
+
+SWEEP_FIGURES = ("tradeoff", "metrics_vs_latent", "kl_per_dim")
+
+
+def _number_list(name: str, value: Any, cast: Callable[[str], Any]) -> tuple:
+    try:
+        items = tuple(cast(v.strip()) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        items = ()
+    if not items:
+        raise ConfigError(f"{name} must be a comma-separated list of numbers such as "
+                          f"\"2,5,10,20\", got {value!r}. {_HINT}")
+    return items
+
+
+def sweep_params_from_flow_variables(flow_variables: Mapping[str, Any]) -> SweepParams:
+    """The experiments workflow's variables, validated (one clear message each)."""
+    base = params_from_flow_variables(flow_variables)
+    values = {k: flow_variables.get(k) for k in EXPERIMENT_VARIABLES}
+    evaluation = {}
+    for name, default in (("iw_k", 1000), ("iw_images", 1000)):
+        value = default if values[name] is None else values[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}. {_HINT}")
+        evaluation[name] = value
+    sweep_dir = values["sweep_dir"] if values["sweep_dir"] is not None else DEFAULT_SWEEP_DIR
+    if not isinstance(sweep_dir, str) or not sweep_dir.strip():
+        raise ConfigError(f"sweep_dir must be a folder path, got {sweep_dir!r}. {_HINT}")
+    return SweepParams(
+        base=base,
+        latent_dims=_number_list("latent_dims", values["latent_dims"] or "2,5,10,20", int),
+        betas=_number_list("betas", values["betas"] or "0.5,1,2,4", float),
+        sweep_dir=sweep_dir.strip(), **evaluation)
+
+
+def experiments_step(params: SweepParams, data_area: str,
+                     log: Callable[[str], None] = print) -> ExperimentsOutput:
+    """The lab's grid with the project's sweep (``vae-mnist sweep``): trains what is not
+    finished in ``sweep_dir`` (relative: in the data area), so re-executing after a cancel or
+    a crash continues; then the experiments table, the claims and the trade-off figures."""
+    from .sweep import run_sweep
+
+    out_dir = Path(data_area) / Path(params.sweep_dir).expanduser()
+    res = run_sweep(out_dir, params.base.config, latent_dims=params.latent_dims,
+                    betas=params.betas, data_dir=params.base.data_dir, iw_k=params.iw_k,
+                    iw_images=params.iw_images, log=log, lab_outputs=False)
+    experiments = res.experiments.copy()
+    experiments.insert(1, "latent", pd.array([f"z={z}" for z in experiments["latent_dim"]],
+                                             dtype="string"))
+    figures = [(res.out_dir / "figures" / f"{name}.png").read_bytes() for name in SWEEP_FIGURES]
+    return ExperimentsOutput(experiments, claims_table(res.claims), figures,
+                             {"sweep_trained": len(res.trained), "sweep_kept": len(res.reused)})
+
+
+def claims_table(claims: dict) -> pd.DataFrame:
+    """The verdicts as a table: kind (claim | target), the statement, verdict, how it was
+    measured, and the numbers that decide it (JSON text)."""
+    rows = [{"kind": "claim", "statement": c["claim"], "verdict": c["verdict"],
+             "measure": c["measure"], "numbers": json.dumps(c["numbers"], sort_keys=True),
+             "note": c.get("note", "")} for c in claims.get("claims", [])]
+    rows += [{"kind": "target", "statement": t["target"],
+              "verdict": "met" if t["met"] else "not met", "measure": "",
+              "numbers": json.dumps(t["value"], sort_keys=True), "note": ""}
+             for t in claims.get("targets", [])]
+    columns = ["kind", "statement", "verdict", "measure", "numbers", "note"]
+    return pd.DataFrame(rows, columns=columns).astype("string")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _model(obj: Any, params: NodeParams) -> tuple[VAE, int]:
+    """The torch model on the configured device, and the seed it was trained with."""
+    trained = TrainedVAE.from_record(obj)
+    return trained.model(resolve_device(params.config.device)), trained.config.seed
+
+
+def _model_info(trained: TrainedVAE, path: Path, status: str) -> pd.DataFrame:
+    """One row: the file, what happened to it, the model's settings and last losses."""
+    last = trained.history[-1] if trained.history else {}
+    row = {"model_path": str(path.resolve()), "status": status, "summary": trained.record["summary"],
+           **{k: v for k, v in trained.record["config"].items() if k in LOSS_TABLE_SETTINGS},
+           "epochs_trained": len(trained.history),
+           **{name: float(last.get(column, float("nan")))
+              for name, column in RESULT_VARIABLES.items()}}
+    return tables.with_settings(pd.DataFrame(index=range(1)), row)
+
+
+def split_from_table(df: pd.DataFrame, what: str = "input table") -> Split:
+    """Images of a KNIME table (pixel_0..pixel_783; image_id, label, source if present)."""
+    images = tables.images_from_table(df, what=what)
+    labels = torch.from_numpy(tables.labels_from_table(df))
+    ids = torch.arange(len(df), dtype=torch.int64)
+    if "image_id" in df.columns:
+        raw = pd.to_numeric(df["image_id"], errors="coerce").to_numpy(dtype=np.float64,
+                                                                      na_value=np.nan)
+        if not (np.isfinite(raw).all() and (raw == np.round(raw)).all()):
+            raise TableError(f"Column image_id of the {what} must hold whole numbers without "
+                             "missing values.")
+        ids = torch.from_numpy(raw.astype(np.int64))
+    source: str | list[str] = "table"
+    if "source" in df.columns:
+        values = ["" if pd.isna(v) else str(v) for v in df["source"]]
+        source = values[0] if len(set(values)) == 1 else values
+    return Split(images=images, labels=labels, ids=ids, source=source)

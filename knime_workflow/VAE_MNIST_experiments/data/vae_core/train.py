@@ -1,0 +1,202 @@
+"""Training loop: the lab's step — ``VAE.forward``, ``vae_loss``, ``loss.backward()``, Adam —
+over in-memory batches drawn by a seeded shuffle, with a checkpoint after every epoch.
+
+Explicit generators (batch order, reparameterization noise, binarization) make a run
+reproducible and let ``resume`` continue to exactly the result an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import seeds
+from .checkpoint import config_of, load_checkpoint, save_checkpoint
+from .config import RESUME_MUST_MATCH, TrainConfig, differences, epochs_problem
+from .data import MNISTData
+from .errors import CheckpointError, ConfigError, TrainingError
+from .evaluate import heldout_loss
+from .loss import vae_loss
+from .model import VAE
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_recon", "train_kl",
+                   "test_loss", "test_recon", "test_kl", "seconds")
+
+
+@dataclass
+class TrainResult:
+    model: VAE
+    config: TrainConfig
+    history: list[dict] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda was requested but no CUDA GPU is available to PyTorch. "
+                          "Use device=auto or device=cpu.")
+    return torch.device(name)
+
+
+def fused_adam_supported(device: torch.device) -> bool:
+    """Fused Adam (one kernel for all parameters) runs on CUDA, and on the CPU from torch 2.4."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    release = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    return release >= (2, 4)
+
+
+def new_model(config: TrainConfig) -> VAE:
+    """The initial VAE of a run, from the run's "init" stream (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seeds.derive_seed(config.seed, "init"))
+        return VAE(config.latent_dim, config.hidden_dim)
+
+
+def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None = None,
+          resume: bool = False, progress: bool = True,
+          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train a VAE; save a checkpoint after every epoch; return the model and loss history."""
+    device = resolve_device(config.device)
+    model = new_model(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
+                                 fused=fused_adam_supported(device))
+    shuffle_gen = seeds.generator(config.seed, "shuffle")
+    noise_gen = seeds.generator(config.seed, "noise", device=device)
+    history: list[dict] = []
+    if resume:
+        history = _resume(config, checkpoint, model, optimizer, shuffle_gen, noise_gen)
+
+    train_x = data.train.images.to(device)
+    eval_x = data.eval.images.to(device)
+    n = train_x.shape[0]
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    rate = _lr_schedule(config, steps_per_epoch)
+    # stop at the first non-finite step loss; on a GPU only once per epoch (no sync per step)
+    per_step_check = device.type == "cpu"
+    bar = _progress(config.epochs, len(history), progress)
+    try:
+        for epoch in range(len(history) + 1, config.epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            sums = torch.zeros(3, device=device)
+            order = torch.randperm(n, generator=shuffle_gen).to(device)
+            # dynamic binarization: a fresh Bernoulli draw per batch, seeded per epoch (resumable)
+            bin_gen = (seeds.generator(config.seed, "binarize", epoch, device=device)
+                       if config.binarize else None)
+            for i, batch_idx in enumerate(order.split(config.batch_size)):
+                if rate is not None:
+                    optimizer.param_groups[0]["lr"] = rate((epoch - 1) * steps_per_epoch + i)
+                x = train_x.index_select(0, batch_idx)
+                if bin_gen is not None:
+                    x = torch.bernoulli(x, generator=bin_gen)
+                logits, mu, logvar = model(x, generator=noise_gen)
+                parts = vae_loss(logits, x, mu, logvar, config.beta)
+                optimizer.zero_grad(set_to_none=True)
+                parts.total.backward()
+                optimizer.step()
+                step = torch.stack(parts).detach()
+                if per_step_check:
+                    _check_finite(float(step[0]), epoch, config, checkpoint)
+                sums += step
+            means = (sums / n).tolist()
+            _check_finite(means[0], epoch, config, checkpoint)
+            held = heldout_loss(model, eval_x, config.seed, config.beta)
+            row = {"epoch": epoch, "train_loss": means[0], "train_recon": means[1],
+                   "train_kl": means[2], "test_loss": held["loss"], "test_recon": held["recon"],
+                   "test_kl": held["kl"], "seconds": time.perf_counter() - started}
+            history.append(row)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, _state(config, epoch, model, optimizer, shuffle_gen,
+                                                   noise_gen, history))
+            if on_epoch is not None:
+                on_epoch(row)
+            bar.set_postfix(train=f"{row['train_loss']:.2f}", test=f"{row['test_loss']:.2f}")
+            bar.update(1)
+    finally:
+        bar.close()
+    return TrainResult(model=model.eval(), config=config, history=history)
+
+
+def _lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float] | None:
+    """The learning rate of step t (from 0), or None for the lab's constant rate.
+
+    A function of the step index alone, so a resumed run gets the same rates."""
+    if config.lr_schedule == "constant":
+        return None
+    total = config.epochs * steps_per_epoch
+    peak = config.learning_rate
+    return lambda t: 0.5 * peak * (1.0 + math.cos(math.pi * t / total))
+
+
+def _check_finite(loss: float, epoch: int, config: TrainConfig, checkpoint) -> None:
+    if not math.isfinite(loss):
+        kept = " The checkpoint of the last good epoch is kept." if checkpoint else ""
+        raise TrainingError(
+            f"The training loss became {loss} in epoch {epoch}: training diverged. "
+            f"Lower the learning rate (now {config.learning_rate}).{kept}")
+
+
+def _state(config: TrainConfig, epoch: int, model: VAE, optimizer: torch.optim.Optimizer,
+           shuffle_gen: torch.Generator, noise_gen: torch.Generator, history: list[dict]) -> dict:
+    """Everything needed to continue bit-identically, as tensors and plain data (on the CPU)."""
+    opt = optimizer.state_dict()
+    return {
+        "config": config.to_dict(), "epoch": epoch,
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "optimizer": {"state": {i: {k: v.detach().cpu().clone() for k, v in st.items()}
+                                for i, st in opt["state"].items()},
+                      "param_groups": opt["param_groups"]},
+        "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state().cpu()},
+        "history": {c: [r[c] for r in history] for c in HISTORY_COLUMNS},
+    }
+
+
+def _resume(config: TrainConfig, path: str | Path | None, model: VAE,
+            optimizer: torch.optim.Optimizer, shuffle_gen: torch.Generator,
+            noise_gen: torch.Generator) -> list[dict]:
+    """Load the checkpoint into model, optimizer and generators; return the loss history."""
+    if path is None or not Path(path).is_file():
+        raise CheckpointError(f"Nothing to resume: no checkpoint at {path}. Start the run "
+                              "without --resume.")
+    state = load_checkpoint(path)
+    check_resumable(config_of(state, path), config, int(state.get("epoch", 0)), path)
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        # the rate follows the schedule of the run being resumed (a changed epoch count is
+        # allowed only with the constant rate, see check_resumable)
+        shuffle_gen.set_state(state["rng"]["shuffle"])
+        noise_gen.set_state(state["rng"]["noise"].to("cpu"))
+        hist = state["history"]
+        return [dict(zip(hist, row, strict=True)) for row in zip(*hist.values(), strict=True)]
+    except (KeyError, RuntimeError, ValueError, IndexError, TypeError) as exc:
+        raise CheckpointError(f"Checkpoint {path} cannot be resumed "
+                              f"({str(exc).splitlines()[0]}).") from None
+
+
+def check_resumable(saved: TrainConfig, wanted: TrainConfig, trained_epochs: int, path) -> None:
+    """Refuse a resume that would not continue the checkpoint's own training."""
+    diffs = differences(saved, wanted, RESUME_MUST_MATCH)
+    if diffs:
+        raise CheckpointError(f"Cannot resume from {path}: it was trained with other settings ("
+                              + "; ".join(diffs) + "). Use the same settings, or a new run folder.")
+    problem = epochs_problem(saved, wanted.epochs, trained_epochs)
+    if problem:
+        raise CheckpointError(f"Cannot resume from {path} with epochs={wanted.epochs}: "
+                              f"{problem}.")
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="epochs", unit="epoch", disable=not enabled,
+                leave=False)
