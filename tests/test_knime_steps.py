@@ -255,9 +255,15 @@ def test_bad_model_path_variables():
 
 
 # ----------------------------------------------------------------------------- steps
+def _cell_pixels(cell) -> np.ndarray:
+    """A 56x56 image cell back to its 784 grey levels (every 2nd pixel of each 2x2 block)."""
+    assert cell.mode == "L" and cell.size == (56, 56)
+    return np.asarray(cell)[::2, ::2].reshape(-1)
+
+
 def test_encode_step(trained, images_df):
     out = encode_step(trained, images_df, PARAMS)
-    df = out.table
+    df = out.latent
     assert list(df.columns) == ["image_id", "source", "label", "digit", "z1", "z2", "z3",
                                 "logvar1", "logvar2", "logvar3"]
     assert df["image_id"].tolist() == list(range(100, 112))
@@ -267,6 +273,44 @@ def test_encode_step(trained, images_df):
     np.testing.assert_allclose(df[["z1", "z2", "z3"]].to_numpy(), mu.detach().numpy(),
                                rtol=1e-5)
     assert out.png.startswith(b"\x89PNG")
+    # the latent explorer: seeded rows, plotted coordinates = the principal components (z = 3)
+    explorer = encode_step(trained, images_df, PARAMS, explorer_rows=5).explorer
+    assert list(explorer.columns) == ["image_id", "source", "label", "digit", "plot_x", "plot_y",
+                                      "z1", "z2", "z3", "image"]
+    assert len(explorer) == 5 and explorer["image_id"].is_monotonic_increasing
+    again = encode_step(trained, images_df, PARAMS, explorer_rows=5).explorer
+    assert explorer["image_id"].tolist() == again["image_id"].tolist()
+    from vae_core.tables import latent_plane
+
+    plane, x_title, y_title = latent_plane(df[["z1", "z2", "z3"]].to_numpy())
+    rows = (explorer["image_id"] - 100).to_numpy()
+    np.testing.assert_allclose(explorer[["plot_x", "plot_y"]].to_numpy(), plane[rows])
+    assert out.flow_variables == {"latent_x_title": x_title, "latent_y_title": y_title}
+    assert x_title.startswith("PC 1 of μ(x) (") and y_title.startswith("PC 2 of μ(x) (")
+    for cell, row in zip(explorer["image"], rows, strict=True):
+        np.testing.assert_array_equal(_cell_pixels(cell),
+                                      images_df[PIXEL_COLUMNS].to_numpy()[row])
+
+
+def test_small_tables_carry_their_digits_as_image_cells(trained, images_df):
+    recon = reconstruct_step(trained, images_df, PARAMS, n=3).table
+    for cell, (_, row) in zip(recon["image"], recon.iterrows(), strict=True):
+        want = np.rint(row[PIXEL_COLUMNS].to_numpy(np.float64) * 255)
+        np.testing.assert_array_equal(_cell_pixels(cell), want)
+    gen = generate_step(trained, PARAMS, n=4).table
+    assert len(gen["image"]) == 4 and all(c.size == (56, 56) for c in gen["image"])
+    from vae_core import steps
+
+    latent = encode_step(trained, images_df, PARAMS).latent
+    big = pd.concat([latent] * 3, ignore_index=True)  # 36 rows
+    old = steps.DECODE_IMAGE_ROWS
+    steps.DECODE_IMAGE_ROWS = 30
+    try:
+        decoded = steps.decode_step(trained, big, PARAMS).table
+    finally:
+        steps.DECODE_IMAGE_ROWS = old
+    assert decoded["image"].iloc[:30].map(lambda c: c.size).tolist() == [(56, 56)] * 30
+    assert decoded["image"].iloc[30:].isna().all()  # beyond the limit: missing cells
 
 
 def test_reconstruct_and_generate_steps(trained, images_df):
@@ -283,10 +327,10 @@ def test_steps_accept_tables_as_knime_delivers_them(trained, images_df):
     """After a trip through KNIME: RowID string index, string dtypes, no image_id/source."""
     knime_like = images_df.drop(columns=["image_id", "source"]).copy()
     knime_like.index = pd.Index([f"Row{i}" for i in range(12)], dtype="string", name="<RowID>")
-    df = encode_step(trained, knime_like, PARAMS).table
+    df = encode_step(trained, knime_like, PARAMS).latent
     assert df["image_id"].tolist() == list(range(12)) and set(df["source"]) == {"table"}
     no_labels = images_df.drop(columns=["label", "digit"])
-    assert set(encode_step(trained, no_labels, PARAMS).table["label"]) == {-1}
+    assert set(encode_step(trained, no_labels, PARAMS).latent["label"]) == {-1}
 
 
 def test_steps_reject_bad_tables(trained, images_df):
@@ -317,7 +361,7 @@ def test_load_and_train_steps_on_a_small_subset(mnist_dir):
                                          "data_dir": str(mnist_dir)})
     load = load_mnist_step(params)
     assert load.train.shape == (200, 788) and load.heldout.shape == (50, 788)
-    assert load.samples.shape == (64, 788) and load.png.startswith(b"\x89PNG")
+    assert load.samples.shape == (64, 789) and load.png.startswith(b"\x89PNG")  # + image
     assert (load.train[PIXEL_COLUMNS].dtypes == np.int32).all()
     # the grey-level table gives back exactly the pixels read from the MNIST files
     data = load_mnist(params.config, mnist_dir)
@@ -354,13 +398,13 @@ def test_vae_core_never_imports_knime():
     offenders = [p.name for p in (REPO / "vae_core").glob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
     nodes = [p for p in (REPO / "nodes").glob("*.py") if pattern.search(p.read_text())]
-    assert len(nodes) == 8  # every new-style node script uses knio; the legacy one does not
+    assert len(nodes) == 9  # every new-style node script uses knio; the legacy one does not
 
 
 def test_decode_step_and_latent_size_mismatch(trained, images_df):
     from vae_core.steps import decode_step
 
-    latent = encode_step(trained, images_df, PARAMS).table  # z1..z3 from this model
+    latent = encode_step(trained, images_df, PARAMS).latent  # z1..z3 from this model
     out = decode_step(trained, latent, PARAMS)
     assert len(out.table) == len(latent) and out.png.startswith(b"\x89PNG")
     np.testing.assert_allclose(out.table[["z1", "z2", "z3"]].to_numpy(),
@@ -400,5 +444,60 @@ def test_train_step_learns_from_any_grey_image_table():
     out = train_step(params, own.iloc[:40], own.iloc[40:], log=lambda _: None)
     assert out.loss[["train_images", "heldout_images"]].iloc[0].tolist() == [40, 20]
     assert out.loss["train_loss"].iloc[1] < out.loss["train_loss"].iloc[0]
-    latent = encode_step(out.model, own, params).table
+    latent = encode_step(out.model, own, params).latent
     assert len(latent) == 60 and set(latent["label"]) == {-1}
+
+
+def test_experiment_variables_are_validated():
+    from vae_core.steps import sweep_params_from_flow_variables
+
+    p = sweep_params_from_flow_variables({"latent_dims": "2, 20", "betas": "1,4", "iw_k": 5,
+                                          "iw_images": 7, "epochs": 3})
+    assert (p.latent_dims, p.betas, p.iw_k, p.iw_images, p.sweep_dir) == \
+        ((2, 20), (1.0, 4.0), 5, 7, "sweep")
+    assert p.base.config.epochs == 3
+    for variables, message in [({"latent_dims": "2,x"}, "latent_dims must be a comma-separated"),
+                               ({"betas": ""}, None), ({"iw_k": 0}, "iw_k must be an integer"),
+                               ({"sweep_dir": " "}, "sweep_dir must be a folder")]:
+        if message is None:  # empty = the lab's default grid
+            assert sweep_params_from_flow_variables(variables).betas == (0.5, 1.0, 2.0, 4.0)
+            continue
+        with pytest.raises(ConfigError, match=message) as err:
+            sweep_params_from_flow_variables(variables)
+        assert "-workflow.variable" in str(err.value)
+
+
+def test_experiments_step_runs_the_grid_and_continues_after_an_interruption(mnist_dir, tmp_path):
+    from vae_core import sweep
+    from vae_core.steps import experiments_step, sweep_params_from_flow_variables
+
+    params = sweep_params_from_flow_variables({
+        "latent_dims": "2,3", "betas": "1,2", "epochs": 1, "train_limit": 300, "eval_limit": 100,
+        "batch_size": 100, "device": "cpu", "data_dir": str(mnist_dir), "iw_k": 3,
+        "iw_images": 10})
+    calls = []
+
+    def stop_after_two(name):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # a cancel or crash after two configurations
+
+    original = sweep.run_sweep
+
+    def interrupted(*args, **kwargs):
+        return original(*args, **kwargs, on_config_done=stop_after_two)
+
+    sweep.run_sweep = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            experiments_step(params, str(tmp_path), log=lambda _: None)
+    finally:
+        sweep.run_sweep = original
+    out = experiments_step(params, str(tmp_path), log=lambda _: None)
+    assert out.flow_variables == {"sweep_trained": 2, "sweep_kept": 2}
+    assert out.experiments["config"].tolist() == ["z2_beta1", "z2_beta2", "z3_beta1", "z3_beta2"]
+    assert out.experiments["latent"].tolist() == ["z=2", "z=2", "z=3", "z=3"]
+    assert (tmp_path / "sweep" / "experiments.csv").is_file()
+    assert set(out.claims["kind"]) == {"claim", "target"}
+    assert out.claims["verdict"].str.len().min() > 0 and len(out.figures) == 3
+    assert all(png.startswith(b"\x89PNG") for png in out.figures)

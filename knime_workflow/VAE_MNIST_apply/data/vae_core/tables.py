@@ -139,7 +139,8 @@ def image_cells(images, scale: int = IMAGE_CELL_SCALE) -> list:
     small tables (tens to hundreds of rows) get one."""
     from PIL import Image
 
-    levels = np.rint(np.clip(_np(images).reshape(len(images), 28, 28), 0, 1) * 255)
+    pixels = _np(images).astype(np.float64).reshape(len(images), 28, 28)  # as the table holds
+    levels = np.rint(np.clip(pixels, 0, 1) * 255)
     size = (28 * scale, 28 * scale)
     return [Image.fromarray(a.astype(np.uint8), mode="L").resize(size, Image.Resampling.NEAREST)
             for a in levels]
