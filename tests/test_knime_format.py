@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "tests" / "knime_double"))  # test-only helpers
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # knime_workflow/ is not an installed package
 
-from knime_files import knime_unescape, parse, shape, value  # noqa: E402
+from knime_files import array_values, knime_unescape, parse, shape, value  # noqa: E402
 
 from knime_workflow import batch, build, knime_xml, spec  # noqa: E402
 
@@ -105,6 +105,7 @@ def test_python_script_nodes_have_the_key_tree_of_knime_5(ref):
 @pytest.mark.parametrize("name, ref_path", [
     ("Scatter Plot", f"{R55}/Scatter Plot (#6)/settings.xml"),
     ("Line Plot", f"{R55}/Component (#9)/Line Plot (#7)/settings.xml"),
+    ("Table View", f"{R55}/Table View (#4)/settings.xml"),
 ])
 def test_view_nodes_have_the_key_tree_of_knime_5_5(ref, name, ref_path):
     theirs = parse(ref / ref_path)
@@ -112,7 +113,9 @@ def test_view_nodes_have_the_key_tree_of_knime_5_5(ref, name, ref_path):
     assert files
     for path in files:
         ours = parse(path)
-        assert top_keys(ours, {"nodeAnnotation"}) == top_keys(theirs, {"internalObjects"})
+        # view_variables (settings bound to flow variables) is optional (KNIME_FORMAT.md §3.1)
+        extra = {"nodeAnnotation"} | ({"view_variables"} - set(theirs))
+        assert top_keys(ours, extra) == top_keys(theirs, {"internalObjects"})
         for key in top_keys(theirs, {"internalObjects"}):
             same_shape(ours, theirs, key)  # model, view (every key and type), ports, ...
         for key in ("factory", "node-name", "node-bundle-symbolic-name",
@@ -122,11 +125,33 @@ def test_view_nodes_have_the_key_tree_of_knime_5_5(ref, name, ref_path):
 
 
 def test_scatter_plot_values_are_ours(ref):
-    (path,) = settings_files(OUT / "VAE_MNIST", "Scatter Plot")
-    view = parse(path)["view"]
+    files = {int(p.parent.name.split("#")[1].rstrip(")")): p
+             for p in settings_files(OUT / "VAE_MNIST", "Scatter Plot")}
+    latent, explorer = parse(files[5]), parse(files[10])
+    view = latent["view"]
     assert (value(view, "xAxisColumnV3"), value(view, "yAxisColumnV3")) == ("z1", "z2")
     assert view["colorColumnV2"] == {"regularChoice": ("xstring", "digit"),
                                      "specialChoice_Internals": ("xstring", None)}
+    assert "view_variables" not in latent and value(view, "useCustomXAxisLabel") == "false"
+    view = explorer["view"]
+    assert (value(view, "xAxisColumnV3"), value(view, "yAxisColumnV3")) == ("plot_x", "plot_y")
+    assert value(view, "useCustomXAxisLabel") == value(view, "useCustomYAxisLabel") == "true"
+    # the axis titles come from the variables Encode pushes (format of KNIME_FORMAT.md §3.7)
+    bound = explorer["view_variables"]
+    assert value(bound, "version") == "V_2019_09_13"
+    assert {k: value(v, "used_variable") for k, v in bound["tree"].items()} == {
+        "customXAxisLabel": "latent_x_title", "customYAxisLabel": "latent_y_title"}
+    assert all(v["exposed_variable"] == ("xstring", None) for v in bound["tree"].values())
+
+
+def test_table_views_show_existing_columns_and_the_digit_images(ref):
+    for folder in ALL_FOLDERS:
+        for path in settings_files(folder, "Table View"):
+            view = parse(path)["view"]
+            manual = view["displayedColumnsV2"]["manualFilter"]
+            shown = array_values(manual["manuallySelected"])
+            assert shown and value(manual, "includeUnknownColumns") == "false", path
+            assert value(view["displayedColumnsV2"], "mode") == "MANUAL"
 
 
 def test_legacy_python_source_matches_real_legacy_files(ref):
@@ -207,6 +232,10 @@ def test_workflow_knime_satisfies_the_load_rules(folder):
                 "seed", "data_dir", "device", "train_limit", "eval_limit", "eval_set"]
     assert names == {"VAE_MNIST": [*training, "model_path", "overwrite_model"],
                      "VAE_MNIST_legacy": training,
+                     "VAE_MNIST_experiments": [
+                         "epochs", "batch_size", "learning_rate", "lr_schedule", "seed",
+                         "data_dir", "device", "train_limit", "eval_limit", "eval_set",
+                         "latent_dims", "betas", "iw_k", "iw_images", "sweep_dir"],
                      "VAE_MNIST_apply": ["seed", "data_dir", "device", "train_limit",
                                          "eval_limit", "eval_set", "model_path"]}[folder.name]
     n_in, n_out, ids = {}, {}, []
@@ -222,7 +251,8 @@ def test_workflow_knime_satisfies_the_load_rules(folder):
         if value(settings, "factory") == PYTHON_SCRIPT:
             n_in[nid] = len(creation["Input object (pickled)"]) + len(creation["Input table"])
         else:
-            n_in[nid] = 1 if "Input Table" in creation else 0
+            table_view = value(settings, "node-name") == "Table View"  # no creation config
+            n_in[nid] = 1 if "Input Table" in creation or table_view else 0
         n_out[nid] = len(settings["ports"])
     assert len(set(ids)) == len(ids)
     fed = []
