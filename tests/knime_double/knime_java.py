@@ -12,14 +12,20 @@ converters) a gateway client that answers the few ``java.util`` commands they se
 Python sends is parsed the way py4j's Java ``Protocol.getObject`` parses it, so a value that py4j
 encodes but Java cannot read (numpy 2's ``repr(np.float64(3.5))`` is ``np.float64(3.5)``) fails
 here as it fails in KNIME.
+
+Java also registers KNIME's value factories in the Python process at session start (here: the PNG
+image type only, see ``PYTHON_VALUE_FACTORIES``) and hands Python a file-store handler
+(``knime_ports.FileStores``).
 """
 
 from __future__ import annotations
 
 import base64
 import itertools
+import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -241,6 +247,40 @@ class FakeJvm:
     def new_array(self, java_class: Any, size: int) -> list:
         return [None] * size
 
+
+
+# ----------------------------------------------------------------------------- value factories
+PNG_VALUE_FACTORY = "org.knime.core.data.image.png.PNGImageValueFactory"
+PNG_LOGICAL_TYPE = json.dumps({"value_factory_class": PNG_VALUE_FACTORY}, separators=(",", ":"))
+
+# The storage of KNIME's PNG image cells as Java describes it to Python. OUR RECONSTRUCTION,
+# UNCONFIRMED against Java (the Java serialisation of DataSpec/DataTraits is not in the shared
+# sources): rebuilt from what the Python side parses (knime.api.schema._dict_to_knime_type,
+# knime._arrow._types.data_spec_to_arrow), from the traits layout of KNIME's own
+# testing_utility.py, and from the storage PNGImageValueFactory reads and writes
+# (TableOrFileStorePythonValueFactory: {"0": ";"-joined file-store keys, "1": binary}).
+_PNG_DATA_SPEC = json.dumps({"type": "struct", "inner_types": ["string", "variable_width_binary"]})
+_PNG_DATA_TRAITS = json.dumps({
+    "type": "struct", "traits": {"logical_type": PNG_LOGICAL_TYPE},
+    "inner": [{"type": "simple", "traits": {}}, {"type": "simple", "traits": {}}]})
+
+# registerPythonValueFactory's arguments, in the order of org.knime.python3.arrow.types/plugin.xml
+# (module knime.types.builtin): python module, factory class, data type name (UNCONFIRMED: what
+# Java's DataType calls it), data spec, data traits, Python value type, is default.
+# Only the PNG image type: the other types of plugin.xml are not modelled here.
+PYTHON_VALUE_FACTORIES = [
+    ("knime.types.builtin", "PNGImageValueFactory", "PNG Image", _PNG_DATA_SPEC,
+     _PNG_DATA_TRAITS, "PIL.Image.Image", True),
+    ("knime.types.builtin", "PNGImageValueFactory", "PNG Image", _PNG_DATA_SPEC,
+     _PNG_DATA_TRAITS, "PIL.PngImagePlugin.PngImageFile", False),  # images read back from KNIME
+]
+
+
+def register_value_factories(register: Callable[..., None]) -> None:
+    """What Java does at session start: one registerPythonValueFactory call per entry (the
+    default representation first, since a non-default one looks its default up)."""
+    for entry in PYTHON_VALUE_FACTORIES:
+        register(*entry)
 
 
 # ----------------------------------------------------------------------------- flow variables

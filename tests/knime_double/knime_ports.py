@@ -5,7 +5,8 @@ real ``ArrowDataSink`` into an Arrow IPC file, read back with the real ``ArrowDa
 ``ArrowSourceTable`` a node's ``knio.input_tables[i]`` is. Our code plays only the Java objects
 those classes talk to (``PythonArrowDataSink`` / ``PythonArrowDataSource``), as KNIME's own unit
 tests do (``knime-python-5.5.3-tests/test_arrow_backend.py``). Pickled objects cross as files, as
-``PickledObjectFileStorePortObject`` does.
+``PickledObjectFileStorePortObject`` does. Image cells are file stores (``FileStores``), files
+next to the port files.
 
 ``write_table`` / ``read_table`` are the helpers a benchmark may time: they are exactly what a
 KNIME table port costs on the Python side (Java's own reading and writing not included).
@@ -31,6 +32,7 @@ import knime._arrow._backend as kab  # noqa: E402
 import knime._arrow._table as kat  # noqa: E402
 import knime._backend._gateway as kg  # noqa: E402
 import knime.api.table as knt  # noqa: E402
+import knime.api.types as kty  # noqa: E402
 
 ROW_ID = "<RowID>"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -40,12 +42,53 @@ atexit.register(shutil.rmtree, _STORE, True)
 _counter = itertools.count()
 
 
+def file_store_root() -> Path:
+    """The folder all port folders of this test process sit in; file-store keys resolve in it."""
+    return _STORE
+
+
 def new_port_dir(prefix: str = "node") -> Path:
     """A fresh folder for one node's port files; it lives until the test process ends, because
     tables read from it are memory-mapped (``ArrowDataSource``)."""
     path = _STORE / f"{prefix}-{next(_counter)}"
     path.mkdir()
     return path
+
+
+class FileStores:
+    """Java's file-store handler (what ``knime.api.table._backend.file_store_handler`` is).
+
+    KNIME writes each PNG image cell to its own file store: ``create_file_store()`` gives Python a
+    new file (absolute path) and its key, which goes into the table; a reader turns the key back
+    into a path with ``file_store_key_to_absolute_path``. In KNIME keys stay valid across the
+    nodes of a workflow. Here one root folder per test process plays the workflow (all port
+    folders live in it, see :func:`file_store_root`), a node's file stores are files in
+    ``<root>/<its port folder>/filestores/``, and a key is ``<port folder>:<number>``: opaque
+    (not a path, so code that opens a key instead of resolving it fails as in KNIME) yet
+    resolvable from the test process and from every node process, which are given the root.
+    """
+
+    def __init__(self, root: str | Path, owner: str) -> None:
+        self.root, self.owner = Path(root), owner
+        if Path(owner).name != owner or not (self.root / owner).is_dir():
+            raise ValueError(f"{owner!r} is not a port folder in {self.root}")
+        self._ids = itertools.count()
+
+    def create_file_store(self) -> tuple[str, str]:
+        folder = self.root / self.owner / "filestores"
+        folder.mkdir(exist_ok=True)
+        number = next(self._ids)
+        path = folder / str(number)
+        path.touch(exist_ok=False)  # never hand out a file store twice
+        return str(path), f"{self.owner}:{number}"
+
+    def file_store_key_to_absolute_path(self, key: str) -> str:
+        owner, sep, number = str(key).rpartition(":")
+        path = self.root / owner / "filestores" / number
+        if not (sep and number.isdigit() and owner and Path(owner).name == owner
+                and owner not in (".", "..") and path.is_file()):
+            raise knime_java.JavaError(f"No file store for key {key!r}")
+        return str(path)
 
 
 class JavaSink:
@@ -164,12 +207,19 @@ def _test_process_sink() -> kab.ArrowDataSink:
     return kab.ArrowDataSink(JavaSink(_STORE / f"sink-{next(_counter)}.arrow"))
 
 
+_TEST_PROCESS_FILE_STORES = FileStores(_STORE, new_port_dir("test-process").name)
+
+
 def install_test_backend() -> None:
-    """Let the test process itself use Table.from_pandas / BatchOutputTable (KNIME sets this
-    backend in setupIO and removes it in closeOutputs), with the stubbed JVM for the schema."""
+    """Let the test process itself use Table.from_pandas / BatchOutputTable / to_pandas (KNIME
+    sets this backend in setupIO and removes it in closeOutputs), with the stubbed JVM for the
+    schema, KNIME's value factories registered as Java registers them, and a file-store
+    handler (image cells are file stores: written by from_pandas, read by to_pandas)."""
     if not isinstance(kg.client_server, knime_java.FakeJvm):
         kg.client_server = knime_java.FakeJvm()
+    knime_java.register_value_factories(kty.register_python_value_factory)
     knt._backend = kat._ArrowBackend(_test_process_sink)
+    knt._backend.file_store_handler = _TEST_PROCESS_FILE_STORES
 
 
 install_test_backend()

@@ -4,7 +4,9 @@ TEST-ONLY. The Python Script node is driven the way KNIME's Java side drives it
 (PythonScriptingSession / PythonScriptNodeModel): the real ``ScriptingEntryPoint`` of
 ``_knime_scripting_launcher.py`` gets ``setCurrentWorkingDirectory(workflow dir)``,
 ``setupIO(sources, flow variables, ports, callback)`` and ``execute(script, True)`` on a worker
-thread (KNIME's py4j thread); then ``closeOutputs``, ``getOutputTable`` (+ Java's RowID check),
+thread (KNIME's py4j thread), after ``registerPythonValueFactory`` for KNIME's PNG image type (as
+Java does when the Python process starts; the callback is also the file-store handler); then
+``closeOutputs``, ``getOutputTable`` (+ Java's RowID check),
 ``writeOutputImage`` (+ Java's image reading), ``writeOutputObject`` /
 ``getOutputObjectStringRepr``, and ``getFlowVariables`` (+ Java's parsing of what py4j sends).
 So ``knime.scripting.io``, ``knime.api.table`` and the pandas/Arrow conversion are KNIME's own,
@@ -36,10 +38,12 @@ from typing import Any
 import knime_java
 import pandas as pd
 from knime_ports import (
+    FileStores,
     JavaSink,
     JavaSource,
     PickledObjectSource,
     check_row_ids,
+    file_store_root,
     image_kind,
     install_test_backend,
     new_port_dir,
@@ -75,13 +79,16 @@ class NodeResult:
     object_summaries: list[str] = field(default_factory=list)
     flow_variables: dict[str, Any] = field(default_factory=dict)  # new or changed ones
     stdout: str = ""
+    table_files: list[Path] = field(default_factory=list)  # the Arrow files of ``tables``
 
 
 class _Callback:
-    """Java's PythonScriptingSession.PythonScriptingCallback (what ``java_callback`` is)."""
+    """Java's PythonScriptingSession.PythonScriptingCallback (what ``java_callback`` is). The
+    launcher also hands it to the table backend as its file-store handler."""
 
-    def __init__(self, port_dir: Path, workflow_dir: Path) -> None:
+    def __init__(self, port_dir: Path, workflow_dir: Path, store_root: Path) -> None:
         self._port_dir, self._workflow_dir = port_dir, workflow_dir
+        self._file_stores = FileStores(store_root, port_dir.relative_to(store_root).as_posix())
         self.sinks: list[Any] = []
         self.stdout: list[str] = []
         self.stderr: list[str] = []
@@ -108,6 +115,12 @@ class _Callback:
     def get_global_proxy_list(self) -> list:  # no proxy configured in KNIME's preferences
         return []
 
+    def create_file_store(self) -> tuple[str, str]:
+        return self._file_stores.create_file_store()
+
+    def file_store_key_to_absolute_path(self, key: str) -> str:
+        return self._file_stores.file_store_key_to_absolute_path(key)
+
 
 def _java_call(method, *args: Any) -> Any:
     """A Java-to-Python call: a Python exception comes back to Java and fails the node."""
@@ -119,11 +132,13 @@ def _java_call(method, *args: Any) -> Any:
 
 def _session(source: str, workflow_dir: Path, flow_variables: dict[str, Any],
              table_files: list[Path], object_files: list[Path], n_out_tables: int,
-             n_out_images: int, n_out_objects: int, port_dir: Path) -> tuple[NodeResult, list]:
-    """PythonScriptNodeModel.execute, Java's side of it, against the real entry point.
-    Returns the result and the files of its output tables."""
-    callback = _Callback(port_dir, workflow_dir)
+             n_out_images: int, n_out_objects: int, port_dir: Path,
+             store_root: Path) -> NodeResult:
+    """PythonScriptNodeModel.execute, Java's side of it, against the real entry point."""
+    callback = _Callback(port_dir, workflow_dir, store_root)
     entry = launcher.ScriptingEntryPoint()
+    knime_java.register_value_factories(
+        lambda *factory: _java_call(entry.registerPythonValueFactory, *factory))
     entry.setCurrentWorkingDirectory(str(workflow_dir))
     # PythonIOUtils.createSources: pickled objects first, then tables
     sources = ([PickledObjectSource(p) for p in object_files]
@@ -136,12 +151,11 @@ def _session(source: str, workflow_dir: Path, flow_variables: dict[str, Any],
         raise NodeExecutionError("Execute failed: " + answer["description"])
     # PythonScriptingSession.getOutputs: tables, images, objects; then the flow variables
     _java_call(entry.closeOutputs, True)
-    table_files = []
     for i in range(n_out_tables):
         sink = _java_call(entry.getOutputTable, i)
         check_row_ids(sink.path, i)
         result.tables.append(read_table(sink.path))
-        table_files.append(sink.path)
+        result.table_files.append(sink.path)
     for i in range(n_out_images):
         path = port_dir / f"image_{i}"
         _java_call(entry.writeOutputImage, i, str(path))
@@ -158,10 +172,10 @@ def _session(source: str, workflow_dir: Path, flow_variables: dict[str, Any],
     java_map = client.java_value(get_command_part(returned).rstrip("\n"))
     result.flow_variables = knime_java.pushed_flow_variables(
         flow_variables, knime_java.returned_flow_variables(java_map))
-    return result, table_files
+    return result
 
 
-def _run_on_py4j_thread(name: str, **session: Any) -> tuple[NodeResult, list[Path]]:
+def _run_on_py4j_thread(name: str, **session: Any) -> NodeResult:
     """Run the session on its own thread, as KNIME's execute runs on a py4j worker thread."""
     outcome: dict[str, Any] = {}
 
@@ -242,12 +256,11 @@ def run_script(source: str, *, workflow_dir: str | Path, flow_variables: dict[st
     port_dir = new_port_dir()
     tables, objects = _write_inputs(port_dir, input_tables, input_objects)
     with _process_state_restored():
-        result, _ = _run_on_py4j_thread(
+        return _run_on_py4j_thread(
             name, source=source, workflow_dir=Path(workflow_dir).resolve(),
             flow_variables=dict(flow_variables), table_files=tables, object_files=objects,
             n_out_tables=n_out_tables, n_out_images=n_out_images,
-            n_out_objects=n_out_objects, port_dir=port_dir)
-    return result
+            n_out_objects=n_out_objects, port_dir=port_dir, store_root=file_store_root())
 
 
 # ----------------------------------------------------------------------------- subprocess
@@ -263,7 +276,8 @@ def run_script_isolated(source: str, *, workflow_dir: str | Path, flow_variables
         "workflow_dir": str(Path(workflow_dir).resolve()), "flow_variables": flow_variables,
         "table_files": [str(p) for p in tables], "object_files": [str(p) for p in objects],
         "n_out_tables": n_out_tables, "n_out_images": n_out_images,
-        "n_out_objects": n_out_objects, "name": name}))
+        "n_out_objects": n_out_objects, "name": name,
+        "store_root": str(file_store_root())}))  # file-store keys stay valid across nodes
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in knime_java.KNIME_SOURCES)
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(port_dir)],
@@ -278,6 +292,7 @@ def run_script_isolated(source: str, *, workflow_dir: str | Path, flow_variables
         raise NodeExecutionError(status["error"])
     return NodeResult(
         tables=[read_table(p) for p in status["table_files"]],
+        table_files=[Path(p) for p in status["table_files"]],
         images=[(port_dir / f"image_{i}").read_bytes() for i in range(n_out_images)],
         image_kinds=status["image_kinds"],
         objects=[(port_dir / f"object_{i}.pickle").read_bytes() for i in range(n_out_objects)],
@@ -290,17 +305,18 @@ def _child_main(port_dir: Path) -> None:
     spec = json.loads((port_dir / "job.json").read_text())
     status: dict[str, Any] = {"error": None}
     try:
-        result, table_files = _run_on_py4j_thread(
+        result = _run_on_py4j_thread(
             spec["name"], source=(port_dir / "script.py").read_text(encoding="utf-8"),
             workflow_dir=Path(spec["workflow_dir"]), flow_variables=spec["flow_variables"],
             table_files=[Path(p) for p in spec["table_files"]],
             object_files=[Path(p) for p in spec["object_files"]],
             n_out_tables=spec["n_out_tables"], n_out_images=spec["n_out_images"],
-            n_out_objects=spec["n_out_objects"], port_dir=port_dir)
+            n_out_objects=spec["n_out_objects"], port_dir=port_dir,
+            store_root=Path(spec["store_root"]))
     except NodeExecutionError as exc:
         status["error"] = str(exc)
     else:
-        status.update(table_files=[str(p) for p in table_files],
+        status.update(table_files=[str(p) for p in result.table_files],
                       image_kinds=result.image_kinds, object_summaries=result.object_summaries,
                       flow_variables=result.flow_variables, stdout=result.stdout)
     (port_dir / "status.json").write_text(json.dumps(status))
