@@ -81,7 +81,8 @@ def _expected_pixels(kind: str, value, n_rows: int):
         return "error", "must be in [0, 1]"
     if v > 1 and v != round(v):
         return "error", "are not whole grey levels"
-    return "ok", (v / 255.0 if v > 1 else v)
+    grey_levels = v > 1 or isinstance(value, int)  # integer columns are always 0-255 levels
+    return "ok", (v / 255.0 if grey_levels else v)
 
 
 @pytest.mark.filterwarnings("ignore:Pixel values of the input table go up to")  # 0-255 input

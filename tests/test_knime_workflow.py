@@ -14,6 +14,7 @@ checked, and so are the columns the Scatter Plot and Line Plot nodes use.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pickle
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import PIL.Image
 import pytest
 import torch
 
@@ -45,8 +47,10 @@ PYTHON_SCRIPT = "org.knime.python3.scripting.nodes.script.PythonScriptNodeFactor
 PYTHON_SOURCE = "org.knime.python2.nodes.source.Python2SourceNodeFactory"
 SCATTER = "org.knime.base.views.node.scatterplot.ScatterPlotNodeFactory"
 LINE = "org.knime.base.views.node.lineplot.LinePlotNodeFactory"
+TABLE_VIEW = "org.knime.base.views.node.tableview.TableViewNodeFactory"
+VIEWS = (SCATTER, LINE, TABLE_VIEW)
 PNG = b"\x89PNG\r\n\x1a\n"
-NAMES = ("VAE_MNIST", "VAE_MNIST_apply", "VAE_MNIST_legacy")
+NAMES = ("VAE_MNIST", "VAE_MNIST_apply", "VAE_MNIST_experiments", "VAE_MNIST_legacy")
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -63,9 +67,9 @@ def workflow_variables(wf: dict) -> dict[str, Any]:
 def apply_batch_overrides(variables: dict[str, Any], args: list[str]) -> dict[str, Any]:
     """What ``-workflow.variable=name,value,type`` does (types String | int | double only)."""
     out = dict(variables)
-    for arg in args:
-        name, raw, kind = arg.removeprefix("-workflow.variable=").split(",")
-        out[name] = {"int": int, "double": float, "String": str}[kind](raw.strip('"'))
+    for arg in args:  # KNIME tokenises with quote support: "a,b" is one value
+        name, raw, kind = next(csv.reader([arg.removeprefix("-workflow.variable=")]))
+        out[name] = {"int": int, "double": float, "String": str}[kind](raw)
     return out
 
 
@@ -102,7 +106,7 @@ def load_workflow(folder: Path) -> tuple[dict, dict[int, Node], list[tuple[int, 
                             + ["object"] * _group_size(creation, "Output object (pickled)"))
         elif node.factory == PYTHON_SOURCE:
             node.outputs = ["table"]
-        elif node.factory in (SCATTER, LINE):
+        elif node.factory in VIEWS:
             node.inputs = ["table"]
         else:
             raise AssertionError(f"unexpected node factory {node.factory}")
@@ -153,17 +157,30 @@ def _view_columns(node: Node) -> dict[str, str | list[str]]:
     if node.factory == SCATTER:
         return {"x": value(view, "xAxisColumnV3"), "y": value(view, "yAxisColumnV3"),
                 "color": value(view["colorColumnV2"], "regularChoice")}
+    if node.factory == TABLE_VIEW:
+        manual = view["displayedColumnsV2"]["manualFilter"]
+        return {"shown": array_values(manual["manuallySelected"])}
     manual = view["yAxisColumnV2"]["manualFilter"]
     return {"x": value(view["xAxisColumnV3"], "regularChoice"),
             "y": array_values(manual["manuallySelected"]),
             "others": array_values(manual["manuallyDeselected"])}
 
 
-def check_view_input(node: Node, table: Table) -> list[str]:
+def check_view_input(node: Node, table: Table, flow: dict[str, Any]) -> list[str]:
     """The plot's configured columns must exist in its input, with plottable types; a Line
-    Plot's deselected columns are exactly the input's other columns."""
+    Plot's deselected columns are exactly the input's other columns; a Table View's columns
+    exist, and its image column holds PNG image cells; settings bound to flow variables name
+    variables the node sees (KNIME fails the node on an unknown one)."""
     cols = _view_columns(node)
     df = table.to_pandas()
+    for bound in node.settings.get("view_variables", {}).get("tree", {}).values():
+        assert isinstance(flow.get(value(bound, "used_variable")), str), bound
+    if "shown" in cols:
+        assert set(cols["shown"]) <= set(table.column_names), cols["shown"]
+        if "image" in cols["shown"]:
+            cells = [c for c in df["image"] if c is not None and c == c]
+            assert cells and all(isinstance(c, PIL.Image.Image) for c in cells)
+        return cols["shown"]
     used = [cols["x"], *(cols["y"] if isinstance(cols["y"], list) else [cols["y"]])]
     for name in used:
         assert name in table.column_names, f"node {node.id}: column {name} not in input"
@@ -209,7 +226,7 @@ def execute(folder: Path, overrides: list[str], tmp: Path) -> Run:
             outputs[nid] = [Table.from_pandas(res.table, row_ids="keep")]
             pushed[nid] = res.flow_variables
         else:
-            checked[nid] = check_view_input(node, tables[0])
+            checked[nid] = check_view_input(node, tables[0], flow)
             outputs[nid] = []
     return Run(nodes, outputs, pushed, checked, variables, folder)
 
@@ -269,9 +286,9 @@ def test_every_node_script_imports_the_bundled_vae_core_first():
 def test_batch_override_parser():
     base = {"epochs": 30, "beta": 1.0, "data_dir": ""}
     got = apply_batch_overrides(base, ["-workflow.variable=epochs,2,int",
-                                       '-workflow.variable=data_dir,"/x y",String',
+                                       '-workflow.variable=data_dir,"/x y,z",String',
                                        "-workflow.variable=beta,0.5,double"])
-    assert got == {"epochs": 2, "beta": 0.5, "data_dir": "/x y"}
+    assert got == {"epochs": 2, "beta": 0.5, "data_dir": "/x y,z"}
 
 
 # ----------------------------------------------------------------------------- main + apply
@@ -308,21 +325,56 @@ def test_every_python_node_ran_and_filled_its_ports(main_run):
                 else:
                     assert pickle.loads(out)["format"] == "vae-mnist-model"
     assert set(main_run.checked_views) == {n for n, node in main_run.nodes.items()
-                                           if node.factory in (SCATTER, LINE)}
+                                           if node.factory in VIEWS}
 
 
 def test_view_nodes_are_configured_on_real_columns(main_run):
-    scatter = next(n for n, node in main_run.nodes.items() if node.factory == SCATTER)
-    line = next(n for n, node in main_run.nodes.items() if node.factory == LINE)
-    assert main_run.checked_views[scatter] == ["z1", "z2", "digit"]
-    assert main_run.checked_views[line] == ["epoch", "train_loss", "test_loss"]
+    views = {main_run.nodes[n].label: cols for n, cols in main_run.checked_views.items()}
+    assert views["Latent space"] == ["z1", "z2", "digit"]
+    assert views["Latent explorer"] == ["plot_x", "plot_y", "digit"]
+    assert views["Loss per epoch"] == ["epoch", "train_loss", "test_loss"]
+    assert {k: v[0] for k, v in views.items() if k not in (
+        "Latent space", "Latent explorer", "Loss per epoch")} == {
+        "Latent explorer digits": "image", "Originals and reconstructions": "image",
+        "Generated digits": "image", "Sample images": "image"}
+
+
+def test_image_columns_arrive_as_png_cells_with_the_digits(main_run):
+    """Through KNIME's conversion a PIL column becomes PNG image cells; read back they are
+    the digits of the table's own pixels."""
+    from vae_core.tables import PIXEL_COLUMNS
+
+    for label, port in (("Reconstruct", 0), ("Generate", 0), ("Load MNIST", 2),
+                        ("Encode", 1), ("Decode", 0)):
+        df = _df(main_run.out(label, port))
+        cells = list(df["image"])
+        assert all(isinstance(c, PIL.Image.Image) and c.size == (56, 56) for c in cells), label
+        if PIXEL_COLUMNS[0] not in df.columns:  # the explorer: compare with the held-out table
+            held = _df(main_run.out("Load MNIST", 1)).set_index("image_id")
+            pixels = held.loc[df["image_id"], PIXEL_COLUMNS].to_numpy(np.float64)
+        else:
+            pixels = df[PIXEL_COLUMNS].to_numpy(np.float64)
+        if pixels.max() <= 1:  # float pixels in [0, 1]; grey-level tables are 0-255 already
+            pixels = np.rint(pixels * 255)
+        got = np.stack([np.asarray(c.convert("L"))[::2, ::2].ravel() for c in cells])
+        np.testing.assert_array_equal(got, pixels, err_msg=label)
+
+
+def test_latent_explorer_titles_say_what_is_plotted(main_run):
+    pushed = main_run.pushed[main_run.node("Encode")]
+    assert pushed == {"latent_x_title": "z1 (μ)", "latent_y_title": "z2 (μ)"}  # latent_dim 2
+    explorer = _df(main_run.out("Encode", 1))
+    latent = _df(main_run.out("Encode"))
+    assert len(explorer) == len(latent) == 300  # at most 1000 rows; here all of them
+    np.testing.assert_array_equal(explorer[["plot_x", "plot_y"]].to_numpy(),
+                                  latent[["z1", "z2"]].to_numpy())
 
 
 def test_output_contents(main_run):
     from vae_core.tables import LOSS_COLUMNS, PIXEL_COLUMNS
 
     train, heldout, samples = (_df(main_run.out("Load MNIST", i)) for i in range(3))
-    assert len(train) == 600 and len(heldout) == 300 and samples.shape == (64, 4 + 784)
+    assert len(train) == 600 and len(heldout) == 300 and samples.shape == (64, 4 + 784 + 1)
     assert (train[PIXEL_COLUMNS].dtypes == "int32").all()  # grey levels: KNIME integer columns
     assert train[PIXEL_COLUMNS].stack().between(0, 255).all()
     assert list(heldout.index[:2]) == ["Row0", "Row1"]
@@ -342,7 +394,7 @@ def test_output_contents(main_run):
     assert recon["kind"].tolist() == ["original", "reconstruction"] * 10
     generated = _df(main_run.out("Generate"))
     assert len(generated) == 64 and generated[PIXEL_COLUMNS].stack().between(0, 1).all()
-    decoded = _df(main_run.out("Decode"))
+    decoded = _df(main_run.out("Decode"))  # the explorer's rows: here all 300
     assert len(decoded) == 300
     np.testing.assert_allclose(decoded[["z1", "z2"]].to_numpy(), latent[["z1", "z2"]].to_numpy())
     saved = _df(main_run.out("Save Model"))
@@ -381,6 +433,7 @@ def test_workflow_reproduces_the_cli_pipeline(main_run, mnist_dir):
              "Reconstruct": ("reconstructions", 0), "Generate": ("generated", 0)}
     for label, (field_name, port) in pairs.items():
         got = _df(main_run.out(label, port)).reset_index(drop=True)
+        got = got.drop(columns=["image"], errors="ignore")  # image cells: KNIME tables only
         pd.testing.assert_frame_equal(got, getattr(lab, field_name), check_dtype=True)
     loss = _df(main_run.out("Train VAE")).reset_index(drop=True)[lab.loss.columns]
     pd.testing.assert_frame_equal(loss.drop(columns="seconds"), lab.loss.drop(columns="seconds"))
@@ -425,9 +478,11 @@ def test_apply_workflow_uses_the_model_the_main_workflow_saved(main_run, apply_r
         mu, _ = trained.model().encode(images)
     np.testing.assert_allclose(latent[["z1", "z2"]].to_numpy(), mu.numpy(), rtol=1e-5,
                                atol=1e-6)
-    assert len(_df(apply_run.out("Decode"))) == 10000
+    assert len(_df(apply_run.out("Decode"))) == 1000  # the latent explorer's 1000 images
     assert len(_df(apply_run.out("Generate"))) == 64
-    assert list(apply_run.checked_views.values()) == [["z1", "z2", "digit"]]
+    views = {apply_run.nodes[n].label: c for n, c in apply_run.checked_views.items()}
+    assert views["Latent space"] == ["z1", "z2", "digit"]
+    assert views["Latent explorer"] == ["plot_x", "plot_y", "digit"]
 
 
 def test_a_cli_run_feeds_the_apply_workflow_and_a_workflow_model_feeds_the_cli(
@@ -540,3 +595,32 @@ def test_legacy_workflow_runs(mnist_dir, tmp_path):
     assert loss["epoch"].tolist() == [1] and list(loss.index) == ["Row0"]
     assert np.isfinite(loss["test_loss"]).all() and loss["train_images"].tolist() == [300]
     assert list(run.checked_views.values()) == [["epoch", "train_loss", "test_loss"]]
+
+
+# ----------------------------------------------------------------------------- experiments
+def test_experiments_workflow_runs_the_grid_and_keeps_finished_configurations(mnist_dir,
+                                                                              tmp_path):
+    folder = copy_workflow("VAE_MNIST_experiments", tmp_path)
+    small = ["-workflow.variable=latent_dims,2,String", '-workflow.variable=betas,"1,4",String',
+             "-workflow.variable=epochs,1,int", "-workflow.variable=train_limit,300,int",
+             "-workflow.variable=eval_limit,100,int", "-workflow.variable=batch_size,100,int",
+             "-workflow.variable=device,cpu,String", "-workflow.variable=iw_k,3,int",
+             "-workflow.variable=iw_images,10,int",
+             f"-workflow.variable=data_dir,{mnist_dir},String"]
+    run = execute(folder, small, tmp_path)
+    node = run.node("Run experiments")
+    exp = _df(run.outputs[node][0])
+    assert exp["config"].tolist() == ["z2_beta1", "z2_beta4"]
+    assert exp["latent"].tolist() == ["z=2", "z=2"] and (exp["epochs"] == 1).all()
+    claims = _df(run.outputs[node][1])
+    assert set(claims["kind"]) == {"claim", "target"} and claims["verdict"].notna().all()
+    assert all(png.startswith(PNG) for png in run.outputs[node][2:5])
+    assert run.pushed[node] == {"sweep_trained": 2, "sweep_kept": 0}
+    views = {run.nodes[n].label: c for n, c in run.checked_views.items()}
+    assert views["Reconstruction vs KL"] == ["kl", "recon", "latent"]
+    assert (folder / "data" / "sweep" / "experiments.csv").is_file()
+    # executing again (after a cancel, a crash, or to add a β) keeps what is finished
+    again = execute(folder, [a.replace('"1,4"', '"1,4,2"') for a in small], tmp_path)
+    assert again.pushed[node] == {"sweep_trained": 1, "sweep_kept": 2}
+    assert _df(again.outputs[node][0])["config"].tolist() == ["z2_beta1", "z2_beta4",
+                                                             "z2_beta2"]  # the grid's order
