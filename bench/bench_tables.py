@@ -10,6 +10,7 @@ writing the port file (the sending node), then the real ArrowSourceTable reading
 [0, 1] and once as int32 grey levels 0-255. Java's side of a port (copying the file into its
 table store) is not timed: it does not exist here. Training is timed in the same run (the
 Train VAE step's own training, ``epochs_timed`` epochs, scaled to 30); nothing else may run.
+Last, the start-up cost of one Python node process (what a KNIME loop pays per iteration).
 """
 
 from __future__ import annotations
@@ -92,6 +93,31 @@ def port_costs(data: MNISTData, model: VAE, representation: str) -> dict[str, fl
     return costs
 
 
+NODE_START = ("import sys\nimport knime.scripting.io as knio\n"
+              "sys.path.insert(0, knio.get_workflow_data_area_dir())\n"
+              "from vae_core.steps import params_from_flow_variables\n")
+
+
+def node_start_seconds(repeats: int = 3) -> float:
+    """Median wall time of a fresh node process that starts, imports what every node script
+    imports (KNIME's Python side, vae_core.steps, torch) and finishes: what a KNIME loop pays
+    again for each iteration of a Python node."""
+    import shutil
+    import tempfile
+
+    from knime_runner import run_script_isolated
+
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:  # a copy: running writes __pycache__ into data/
+        workflow = Path(tmp) / "VAE_MNIST"
+        shutil.copytree(ROOT / "knime_workflow" / "VAE_MNIST", workflow)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            run_script_isolated(NODE_START, workflow_dir=workflow, flow_variables={})
+            times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs-timed", type=int, default=2,
@@ -130,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
               f"files {megabytes:.0f} MB")
         for name, seconds in costs.items():
             print(f"  {seconds:7.2f} s  {name}")
+    start = node_start_seconds()
+    report["node_start_seconds"] = round(start, 2)
+    print(f"\nA fresh Python node process (start, imports, finish): {start:.2f} s (median of 3)")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
