@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT))
 from knime_ports import new_port_dir, read_table, write_table  # noqa: E402
 from knime_runner import Table  # noqa: E402
 
-from vae_core import pipeline, tables  # noqa: E402
+from vae_core import pipeline, steps, tables  # noqa: E402
+from vae_core.artifact import TrainedVAE, model_record  # noqa: E402
 from vae_core.config import TrainConfig  # noqa: E402
 from vae_core.data import MNISTData, load_mnist  # noqa: E402
-from vae_core.model import VAE  # noqa: E402
 from vae_core.train import train  # noqa: E402
 
 TARGET = 0.15  # table I/O at most 15 % of the workflow's training time (issue 11)
@@ -57,8 +57,16 @@ def _receive(path: Path, reader=None) -> float:
     return time.perf_counter() - started
 
 
-def port_costs(data: MNISTData, model: VAE, representation: str) -> dict[str, float]:
-    """Seconds of every table edge of VAE_MNIST (send once, receive once per consumer)."""
+def _edge(costs: dict, name: str, df: pd.DataFrame, folder: Path, readers: int,
+          reader=None) -> None:
+    """One output port: sent once, received by ``readers`` downstream nodes."""
+    path, sent = _send(df, folder, f"t{len(costs)}")
+    costs[name] = sent + sum(_receive(path, reader) for _ in range(readers))
+
+
+def port_costs(data: MNISTData, record: dict, representation: str) -> dict[str, float]:
+    """Seconds of every table port of VAE_MNIST, each table exactly as its node makes it
+    (vae_core.steps), sent once and received once per node it feeds."""
     def image_table(split):
         df = tables.image_table(split.ids, split.source, split.labels, split.images)
         if representation == "float64":
@@ -66,30 +74,32 @@ def port_costs(data: MNISTData, model: VAE, representation: str) -> dict[str, fl
             df[tables.PIXEL_COLUMNS] = pixels
         return df
 
+    params = steps.params_from_flow_variables({"device": "cpu"})
     folder = new_port_dir(f"bench-{representation}")
     costs: dict[str, float] = {}
-    train_df, heldout_df = image_table(data.train), image_table(data.eval)
-    path, costs["training images: Load MNIST -> Train VAE"] = _send(train_df, folder, "train")
-    costs["training images: Load MNIST -> Train VAE"] += _receive(
-        path, tables.images_from_table)
-    path, sent = _send(heldout_df, folder, "heldout")
-    costs["held-out images: Load MNIST -> Train VAE, Encode, Reconstruct"] = sent + sum(
-        _receive(path, tables.images_from_table) for _ in range(3))
-    latent = pipeline.latent_part(model, data.eval)
-    path, sent = _send(latent, folder, "latent")
-    costs["latent table: Encode -> Scatter Plot, Decode"] = sent + sum(
-        _receive(path) for _ in range(2))
-    z = tables.latents_from_table(latent, model.latent_dim)
-    with torch.no_grad():
-        decoded = tables.generated_table(z, model.decode(z))
-    path, sent = _send(decoded, folder, "decoded")
-    costs["decoded images: Decode output"] = sent
-    small = {"samples": pipeline.sample_part(data.train, 64, 0)[0],
-             "reconstructions": pipeline.reconstruction_part(model, data.eval, 10, 0)[0],
-             "generated": pipeline.generated_part(model, 64, 0)[0]}
-    costs["small tables (samples, reconstructions, generated)"] = sum(
-        _send(df, folder, name)[1] for name, df in small.items())
-    costs["port files written (MB)"] = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+    heldout = image_table(data.eval)
+    _edge(costs, "training images: Load MNIST -> Train VAE", image_table(data.train), folder, 1,
+          tables.images_from_table)
+    _edge(costs, "held-out images: Load MNIST -> Train VAE, Encode, Reconstruct", heldout,
+          folder, 3, tables.images_from_table)
+    samples, images = pipeline.sample_part(data.train, 64, 0)
+    _edge(costs, "64 samples + image cells: Load MNIST -> Table View",
+          tables.with_image_column(samples, images), folder, 1)
+    encoded = steps.encode_step(record, heldout, params)
+    _edge(costs, "latent table: Encode -> Scatter Plot", encoded.latent, folder, 1)
+    _edge(costs, "latent explorer + image cells: Encode -> Scatter Plot, Table View, Decode",
+          encoded.explorer, folder, 3)
+    _edge(costs, "decoded + image cells: Decode output",
+          steps.decode_step(record, encoded.explorer, params).table, folder, 0)
+    _edge(costs, "reconstructions + image cells: Reconstruct -> Table View",
+          steps.reconstruct_step(record, heldout, params).table, folder, 1)
+    _edge(costs, "generated + image cells: Generate -> Table View",
+          steps.generate_step(record, params).table, folder, 1)
+    _edge(costs, "loss table: Train VAE -> Line Plot",
+          tables.with_settings(TrainedVAE.from_record(record).loss_table(), {"seed": 0}),
+          folder, 1)
+    costs["port files written (MB)"] = sum(p.stat().st_size for p in folder.rglob("*")
+                                           if p.is_file()) / 1e6
     return costs
 
 
@@ -134,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     timed = workflow.replace(epochs=args.epochs_timed, **limits)
     started = time.perf_counter()
     result = train(timed, data, progress=False)
+    record = model_record(result.model, timed, result.history)
     train_seconds = (time.perf_counter() - started) / args.epochs_timed * workflow.epochs
     report = {"machine": f"{platform.processor() or platform.machine()}, "
                          f"{torch.get_num_threads()} torch threads",
@@ -143,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Training, {len(data.train)} images: {train_seconds / workflow.epochs:.2f} s/epoch "
           f"-> {train_seconds:.1f} s for the workflow's {workflow.epochs} epochs")
     for representation in ("float64", "int32"):
-        costs = port_costs(data, result.model, representation)
+        costs = port_costs(data, record, representation)
         megabytes = costs.pop("port files written (MB)")
         total = sum(costs.values())
         ratio = total / train_seconds

@@ -58,3 +58,23 @@ def test_bench_sweep_smoke():
     for way in ("vmap", "handwritten"):
         assert res[f"{way}_max_test_loss_difference"] < 0.05  # grouped == single up to rounding
         assert res[f"{way}_speedup"] == pytest.approx(res["single_runs_s"] / res[f"{way}_s"])
+
+
+def test_bench_tables_smoke(tmp_path, mnist_dir):
+    """The table-I/O benchmark runs on a small split; its totals and shares add up."""
+    out = tmp_path / "tables.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_tables.py"),
+                           "--epochs-timed", "1", "--train-limit", "400", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["images"] == [400, 100] and res["node_start_seconds"] > 0
+    for rep in ("float64", "int32"):
+        r = res["representations"][rep]
+        assert len(r["ports"]) == 9
+        assert r["total_seconds"] == pytest.approx(sum(r["ports"].values()), abs=0.02)
+        assert r["share_of_training"] == pytest.approx(
+            r["total_seconds"] / res["train_seconds_30_epochs"], rel=0.05)  # rounded figures
+    assert res["representations"]["int32"]["port_files_mb"] < \
+        res["representations"]["float64"]["port_files_mb"]
+    assert "pixels as int32: table I/O" in proc.stdout
