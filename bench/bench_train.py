@@ -177,6 +177,22 @@ def run_gemm_floor(steps: int = 375, repeats: int = 3) -> dict:
     return {"s_per_epoch": min(times)}
 
 
+def run_bf16(root: Path, device: str, limit: int | None) -> dict:
+    """bf16 in the same run: its GEMM floor and, where the device computes bf16 natively, the
+    bf16 vae_core epoch (bench/bench_precision.py measures speed, floors and quality alone)."""
+    from bench_precision import epoch_seconds, gemm_floor
+
+    from vae_core.train import native_bf16
+
+    dev = torch.device(device)
+    if not native_bf16(dev):  # refused by vae_core; an epoch's worth of emulated products
+        return {"native": False,
+                "floor_emulated_s": gemm_floor(torch.bfloat16, dev, steps=20, repeats=1) * 375 / 20}
+    cfg = TrainConfig(device=device, precision="bf16", train_limit=limit, eval_limit=limit)
+    return {"native": True, "floor_s": gemm_floor(torch.bfloat16, dev),
+            "s_per_epoch": epoch_seconds(cfg, load_mnist(cfg, root), 3)}
+
+
 def run_cli(root: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -216,6 +232,7 @@ def main() -> None:
         res["lab"] = run_lab_loop(root, args.epochs, args.seed, args.limit)
         res["lab_over_core"] = res["lab"]["s_per_epoch"] / res["core"]["s_per_epoch"]
     res["core_over_gemm"] = res["core"]["s_per_epoch"] / res["gemm"]["s_per_epoch"]
+    res["bf16"] = run_bf16(root, args.device, args.limit)
     if not args.skip_cli:
         res["cli_run"] = run_cli(root)
     if args.sweep_epochs:
@@ -241,6 +258,16 @@ def markdown(r: dict, command: str) -> str:
              f"| (b) vae_core training, autograd (train + held-out pass) | "
              f"{core['s_per_epoch']:.3f} s/epoch |",
              f"| ratio b/c (target ≤ 1.5) | {r['core_over_gemm']:.2f} |"]
+    b16 = r.get("bf16", {})
+    if b16.get("native"):
+        lines += [f"| bf16 GEMM floor | {b16['floor_s']:.3f} s/epoch |",
+                  f"| vae_core training in bf16 (train + held-out pass) | "
+                  f"{b16['s_per_epoch']:.3f} s/epoch |",
+                  f"| ratio bf16 epoch / fp32 floor (target ≤ 1.0) | "
+                  f"{b16['s_per_epoch'] / gemm['s_per_epoch']:.2f} |"]
+    elif b16:
+        lines.append(f"| bf16: not native here (refused); an epoch's products emulated | "
+                     f"{b16['floor_emulated_s']:.1f} s |")
     if "handwritten_s_per_epoch" in core:
         lines += [f"| (b′) hand-written gradients, alternating 2-epoch runs with (b) | "
                   f"{core['handwritten_s_per_epoch']:.3f} s/epoch against (b) "

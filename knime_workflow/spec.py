@@ -126,7 +126,8 @@ TRAINING_VARIABLES = (
     Variable("lr_schedule", "STRING", _DEFAULT.lr_schedule),  # constant (the lab) or cosine
     Variable("seed", "INTEGER", _DEFAULT.seed),
     Variable("data_dir", "STRING", ""),  # "" = $VAE_MNIST_DIR, else the cache (downloaded)
-    Variable("device", "STRING", _DEFAULT.device),
+    Variable("device", "STRING", _DEFAULT.device),  # auto: CUDA, else MPS, else CPU
+    Variable("precision", "STRING", _DEFAULT.precision),  # fp32, bf16 (native only) or auto
     Variable("train_limit", "INTEGER", 0),  # 0 = all training images
     Variable("eval_limit", "INTEGER", 0),  # 0 = all evaluation images
     Variable("eval_set", "STRING", _DEFAULT.eval_set),  # holdout (the lab's 20 %) or test
@@ -190,7 +191,7 @@ MAIN = Workflow(
         "VAE_MNIST_apply beside it reads it).\n"
         "Settings are workflow variables: right-click the workflow > Workflow Variables "
         "(latent_dim, beta, epochs, batch_size, learning_rate, lr_schedule, seed, data_dir, "
-        "device, train_limit, eval_limit, eval_set, model_path, overwrite_model).\n"
+        "device, precision, train_limit, eval_limit, eval_set, model_path, overwrite_model).\n"
         "Batch: -workflow.variable=epochs,5,int"),
     variables=VARIABLES,
     nodes=(
@@ -307,8 +308,8 @@ LEGACY = Workflow(
 _BY_TRAINING_NAME = {v.name: v for v in TRAINING_VARIABLES}
 EXPERIMENT_VARIABLES = (
     *(_BY_TRAINING_NAME[n] for n in ("epochs", "batch_size", "learning_rate", "lr_schedule",
-                                     "seed", "data_dir", "device", "train_limit", "eval_limit",
-                                     "eval_set")),
+                                     "seed", "data_dir", "device", "precision", "train_limit",
+                                     "eval_limit", "eval_set")),
     Variable("latent_dims", "STRING", ",".join(str(z) for z in DEFAULT_LATENTS)),
     Variable("betas", "STRING", ",".join(f"{b:g}" for b in DEFAULT_BETAS)),
     Variable("iw_k", "INTEGER", DEFAULT_IW_K),  # importance samples of the bound L_k

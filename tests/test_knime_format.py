@@ -229,13 +229,14 @@ def test_workflow_knime_satisfies_the_load_rules(folder):
                         value(wf["authorInformation"], "authored-when"))
     names = [value(v, "name") for v in wf["workflow_variables"].values()]
     training = ["latent_dim", "beta", "epochs", "batch_size", "learning_rate", "lr_schedule",
-                "seed", "data_dir", "device", "train_limit", "eval_limit", "eval_set"]
+                "seed", "data_dir", "device", "precision", "train_limit", "eval_limit",
+                "eval_set"]
     assert names == {"VAE_MNIST": [*training, "model_path", "overwrite_model"],
                      "VAE_MNIST_legacy": training,
                      "VAE_MNIST_experiments": [
                          "epochs", "batch_size", "learning_rate", "lr_schedule", "seed",
-                         "data_dir", "device", "train_limit", "eval_limit", "eval_set",
-                         "latent_dims", "betas", "iw_k", "iw_images", "sweep_dir"],
+                         "data_dir", "device", "precision", "train_limit", "eval_limit",
+                         "eval_set", "latent_dims", "betas", "iw_k", "iw_images", "sweep_dir"],
                      "VAE_MNIST_apply": ["seed", "data_dir", "device", "train_limit",
                                          "eval_limit", "eval_set", "model_path"]}[folder.name]
     n_in, n_out, ids = {}, {}, []

@@ -44,8 +44,8 @@ if int(pd.__version__.split(".")[0]) >= 3:  # KNIME's table conversion rejects p
 # Workflow variables the nodes read (declared in workflow.knime). train_limit / eval_limit:
 # 0 means "all images". model_path: relative paths are inside the workflow's data area.
 FLOW_VARIABLES = ("latent_dim", "beta", "epochs", "batch_size", "learning_rate", "lr_schedule",
-                  "seed", "data_dir", "device", "train_limit", "eval_limit", "eval_set",
-                  "model_path", "overwrite_model")
+                  "seed", "data_dir", "device", "precision", "train_limit", "eval_limit",
+                  "eval_set", "model_path", "overwrite_model")
 _CONFIG_VARIABLES = tuple(v for v in FLOW_VARIABLES
                           if v not in ("data_dir", "model_path", "overwrite_model"))
 _HINT = ("Fix the workflow variable (right-click the workflow > Workflow Variables..., or "

@@ -16,7 +16,8 @@ from .errors import ConfigError
 
 EVAL_SETS = ("holdout", "test")
 LR_SCHEDULES = ("constant", "cosine")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 # What each setting is. Every rule about settings is derived from this one table: what a resume
@@ -51,6 +52,11 @@ class TrainConfig:
     # "constant": the lab's fixed Adam rate. "cosine": the rate falls from learning_rate to 0
     # along a half cosine over all steps of the run (same cost, better optimum at a fixed budget).
     lr_schedule: str = _setting("constant", OPTIMISATION)
+    # "fp32": the lab. "bf16": mixed precision (bf16 matrix products; fp32 weights, optimizer
+    # state, loss and KL) on hardware with native bf16 only. "auto": bf16 where that is native
+    # and faster (CPUs with bf16 instructions), else fp32 (train.resolve_precision). Part of
+    # the recipe: a resume keeps it.
+    precision: str = _setting("fp32", OPTIMISATION)
     seed: int = _setting(0, SEED)
     train_fraction: float = _setting(0.8, DATA)
     # "holdout": 20% of the 60k train file (the lab); "test": the 10k file
@@ -78,6 +84,8 @@ class TrainConfig:
                  f"one of {LR_SCHEDULES}")
         _require(self.eval_set in EVAL_SETS, "eval_set", self.eval_set, f"one of {EVAL_SETS}")
         _require(self.device in DEVICES, "device", self.device, f"one of {DEVICES}")
+        _require(self.precision in PRECISIONS, "precision", self.precision,
+                 f"one of {PRECISIONS}")
         for name in ("train_limit", "eval_limit"):
             value = getattr(self, name)
             _require(value is None or value >= 1, name, value, "empty or an integer >= 1")

@@ -18,6 +18,7 @@ from .config import (
     DEVICES,
     EVAL_SETS,
     LR_SCHEDULES,
+    PRECISIONS,
     RESUME_MAY_CHANGE,
     TrainConfig,
     load_config_file,
@@ -44,7 +45,7 @@ _HYPER = [
 # TrainConfig field -> its flag (every setting has one)
 _FLAGS = {dest: flag for flag, dest, _, _ in _HYPER} | {
     "eval_set": "--eval-set", "lr_schedule": "--lr-schedule", "device": "--device",
-    "binarize": "--binarize"}
+    "precision": "--precision", "binarize": "--binarize"}
 _RESUME_HELP = (
     "continue the run in --run-dir from its last checkpoint: an interrupted training if there "
     "is one, else the finished run (give a larger --epochs to train it longer). Every setting "
@@ -78,7 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     hyper_opts.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES,
                             default=None, help="constant: the lab (default); cosine: decay "
                             "from --lr to 0 over the run")
-    hyper_opts.add_argument("--device", choices=DEVICES, default=None, help="default auto")
+    hyper_opts.add_argument("--device", choices=DEVICES, default=None,
+                            help="default auto: a CUDA GPU, else Apple's MPS, else the CPU")
+    hyper_opts.add_argument("--precision", choices=PRECISIONS, default=None,
+                            help="fp32 (default, the lab); bf16: mixed precision, only where "
+                                 "the hardware computes bf16 natively; auto: bf16 on CPUs with "
+                                 "bf16 instructions, else fp32")
     hyper_opts.add_argument("--binarize", action="store_true", default=None,
                             help="binarized MNIST: Bernoulli-resample each training batch, "
                                  "evaluate on a fixed binarized held-out set")
