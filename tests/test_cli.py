@@ -175,3 +175,31 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, mnist_dir):
     args = _parser().parse_args(shlex.split(resume)[1:])  # the hint names only real flags
     assert (args.command, args.run_dir, args.resume) == ("train", str(run_dir), True)
     assert os.listdir(run_dir) == [".incomplete"]  # no lock left, nothing shown as finished
+
+
+def test_precision_flag_and_config_key(tmp_path, mnist_dir):
+    """--precision bf16 runs where the CPU computes bf16 natively; elsewhere it is one clear
+    error before anything is written (never a silent, many times slower emulation)."""
+    import torch
+
+    from vae_core.train import native_bf16
+
+    run_dir = tmp_path / "run"
+    args = ["train", "--run-dir", run_dir, "--epochs", "1", "--train-limit", "200",
+            "--eval-limit", "50", "--device", "cpu", "--data-dir", mnist_dir, "--quiet"]
+    proc = cli(*args, "--precision", "bf16")
+    if native_bf16(torch.device("cpu")):
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads((run_dir / "config.json").read_text())["precision"] == "bf16"
+    else:
+        assert_user_error(proc, "precision=bf16 was requested on cpu",
+                          "AVX512-BF16 or AMX-BF16", "Use precision=fp32")
+        assert not run_dir.exists() or not any(run_dir.iterdir())  # nothing written
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('precision = "auto"\n')
+    proc = cli(*args, "--run-dir", tmp_path / "auto", "--config", cfg)
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((tmp_path / "auto" / "config.json").read_text())
+    assert saved["precision"] == "auto"  # the setting as given; the run resolves it
+    bad = cli(*args, "--run-dir", tmp_path / "bad", "--precision", "fp16")
+    assert bad.returncode == 2 and "invalid choice: 'fp16'" in bad.stderr
