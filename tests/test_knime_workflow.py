@@ -515,6 +515,11 @@ def test_a_cli_run_feeds_the_apply_workflow_and_a_workflow_model_feeds_the_cli(
     assert metrics["latent_dim"] == 2
     cli("report", imported, "--no-evaluate")
     assert "<html" in (imported / "report.html").read_text().lower()
+    resume = subprocess.run([sys.executable, "-m", "vae_core.cli", "run", "--run-dir",
+                             str(imported), "--resume", "--data-dir", str(mnist_dir)],
+                            capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    assert resume.returncode == 2 and "holds no optimizer state, so it cannot be resumed" in \
+        resume.stderr and "Traceback" not in resume.stderr
 
 
 def test_save_model_refuses_to_replace_a_different_model_in_the_workflow(main_run, tmp_path):
