@@ -25,7 +25,8 @@ FLAGS = ["--epochs", "2", "--train-limit", "2000", "--eval-limit", "500", "--dev
          "--latent-dim", "3", "--hidden-dim", "64", "--beta", "0.5", "-q"]
 FROM_CHECKPOINT = ("Settings taken from the checkpoint: latent_dim=3, hidden_dim=64, beta=0.5, "
                    "binarize=False, batch_size=128, learning_rate=0.001, lr_schedule='constant', "
-                   "seed=0, train_fraction=0.8, eval_set='holdout', train_limit=2000, "
+                   "precision='fp32', seed=0, train_fraction=0.8, eval_set='holdout', "
+                   "train_limit=2000, "
                    "eval_limit=500, device='cpu'.")
 # what `evaluate`, `report` and a user add to a finished run folder
 EXTRA = {"metrics.json": '{"neg_elbo": 1.0}\n', "report.html": "<html>old</html>\n",

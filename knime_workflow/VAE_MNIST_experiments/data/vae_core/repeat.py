@@ -29,8 +29,11 @@ SUMMARY_FILE = "summary.csv"
 SPEC_FILE = "repeat.json"
 MARKDOWN_FILE = "summary.md"
 # per row: what varies, the objective weight and how it was optimised (the whole recipe is in
-# repeat.json); this is the column list of every repeats.csv written so far
-_CONFIG_COLUMNS = [*REPEAT_VARIES, "beta", *settings(OPTIMISATION)]
+# repeat.json); this is the column list of every repeats.csv written so far, so a setting added
+# later (precision) is in the recipe only and old folders still resume
+_CSV_OPTIMISATION = ("epochs", "batch_size", "learning_rate", "lr_schedule")
+_CONFIG_COLUMNS = [*REPEAT_VARIES, "beta",
+                   *(s for s in settings(OPTIMISATION) if s in _CSV_OPTIMISATION)]
 RUN_COLUMNS = [*_CONFIG_COLUMNS, "eval_images", "neg_elbo", "recon", "kl", "final_train_loss",
                "train_seconds"]
 
