@@ -153,44 +153,19 @@ def run_handwritten_vs_autograd(cfg: TrainConfig, data, rounds: int = 3) -> dict
 
 
 # ----------------------------------------------------------------------------- (c) the floor
-def run_gemm_floor(steps: int = 375, repeats: int = 3) -> dict:
-    """Only the five big products per step: fwd enc/dec, dec grad-input, two grad-weights."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(128, 784, generator=g)
-    w1 = torch.randn(784, 256, generator=g)
-    w2 = torch.randn(256, 784, generator=g)
-    h = torch.empty(128, 256)
-    y = torch.empty(128, 784)
-    gh = torch.empty(128, 256)
-    gw1 = torch.empty(784, 256)
-    gw2 = torch.empty(256, 784)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            torch.mm(x, w1, out=h)            # encoder fc1 forward
-            torch.mm(h, w2, out=y)            # decoder fc2 forward
-            torch.mm(y, w2.t(), out=gh)       # decoder fc2 grad wrt its input
-            torch.mm(h.t(), y, out=gw2)       # decoder fc2 grad wrt weight
-            torch.mm(x.t(), gh, out=gw1)      # encoder fc1 grad wrt weight
-        times.append(time.perf_counter() - t0)
-    return {"s_per_epoch": min(times)}
+def run_gemm_floor() -> dict:
+    """(c): only the five big products per step, an epoch's worth, in fp32 on the CPU."""
+    from bench_precision import gemm_floor
+
+    return {"s_per_epoch": gemm_floor(torch.float32, torch.device("cpu"))}
 
 
 def run_bf16(root: Path, device: str, limit: int | None) -> dict:
-    """bf16 in the same run: its GEMM floor and, where the device computes bf16 natively, the
-    bf16 vae_core epoch (bench/bench_precision.py measures speed, floors and quality alone)."""
-    from bench_precision import epoch_seconds, gemm_floor
+    """bf16 in the same run (bench/bench_precision.py measures speed, floors and quality)."""
+    from bench_precision import bf16_speed
 
-    from vae_core.train import native_bf16
-
-    dev = torch.device(device)
-    if not native_bf16(dev):  # refused by vae_core; an epoch's worth of emulated products
-        return {"native": False,
-                "floor_emulated_s": gemm_floor(torch.bfloat16, dev, steps=20, repeats=1) * 375 / 20}
-    cfg = TrainConfig(device=device, precision="bf16", train_limit=limit, eval_limit=limit)
-    return {"native": True, "floor_s": gemm_floor(torch.bfloat16, dev),
-            "s_per_epoch": epoch_seconds(cfg, load_mnist(cfg, root), 3)}
+    cfg = TrainConfig(device=device, train_limit=limit, eval_limit=limit)
+    return bf16_speed(cfg, load_mnist(cfg, root), torch.device(device), 3)
 
 
 def run_cli(root: Path) -> dict:

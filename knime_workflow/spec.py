@@ -305,9 +305,8 @@ LEGACY = Workflow(
     links=(Link(1, "table 1", 2, "table 1"),),
 )
 
-_BY_TRAINING_NAME = {v.name: v for v in TRAINING_VARIABLES}
 EXPERIMENT_VARIABLES = (
-    *(_BY_TRAINING_NAME[n] for n in ("epochs", "batch_size", "learning_rate", "lr_schedule",
+    *(_BY_NAME[n] for n in ("epochs", "batch_size", "learning_rate", "lr_schedule",
                                      "seed", "data_dir", "device", "precision", "train_limit",
                                      "eval_limit", "eval_set")),
     Variable("latent_dims", "STRING", ",".join(str(z) for z in DEFAULT_LATENTS)),

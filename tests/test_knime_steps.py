@@ -203,7 +203,7 @@ def test_save_model_never_silently_replaces_a_different_model(trained, tmp_path)
     assert path.read_bytes() == kept
     replace = params_from_flow_variables({"device": "cpu", "overwrite_model": 1})
     assert save_model_step(trained, replace, str(tmp_path))["status"].tolist() == ["replaced"]
-    assert TrainedVAE.from_record(load_model_file(path)).same_model(TrainedVAE.from_record(trained))
+    assert load_model_file(path).same_model(TrainedVAE.from_record(trained))
     foreign = tmp_path / "notes.pt"
     foreign.write_bytes(b"my notes")
     with pytest.raises(CheckpointError, match="not a vae-mnist model file; it was left untouched"):
@@ -467,8 +467,9 @@ def test_experiment_variables_are_validated():
         assert "-workflow.variable" in str(err.value)
 
 
-def test_experiments_step_runs_the_grid_and_continues_after_an_interruption(mnist_dir, tmp_path):
-    from vae_core import sweep
+def test_experiments_step_runs_the_grid_and_continues_after_an_interruption(mnist_dir, tmp_path,
+                                                                           monkeypatch):
+    from vae_core import steps
     from vae_core.steps import experiments_step, sweep_params_from_flow_variables
 
     params = sweep_params_from_flow_variables({
@@ -482,17 +483,15 @@ def test_experiments_step_runs_the_grid_and_continues_after_an_interruption(mnis
         if len(calls) == 2:
             raise KeyboardInterrupt  # a cancel or crash after two configurations
 
-    original = sweep.run_sweep
+    original = steps.run_sweep
 
     def interrupted(*args, **kwargs):
         return original(*args, **kwargs, on_config_done=stop_after_two)
 
-    sweep.run_sweep = interrupted
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(steps, "run_sweep", interrupted)
         with pytest.raises(KeyboardInterrupt):
             experiments_step(params, str(tmp_path), log=lambda _: None)
-    finally:
-        sweep.run_sweep = original
     out = experiments_step(params, str(tmp_path), log=lambda _: None)
     assert out.flow_variables == {"sweep_trained": 2, "sweep_kept": 2}
     assert out.experiments["config"].tolist() == ["z2_beta1", "z2_beta2", "z3_beta1", "z3_beta2"]

@@ -109,13 +109,10 @@ class TrainedVAE:
 
 
 # ----------------------------------------------------------------------------- model files
-def resolve_model_path(value: Any, base: str | Path) -> Path:
-    """A model path from a workflow variable: relative paths resolve against ``base`` (the
-    workflow's data area), ``~`` is the home folder."""
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"model_path must be a file path, got {value!r}. Set the workflow "
-                          "variable model_path (relative paths are inside the workflow's data "
-                          "folder).")
+def resolve_model_path(value: str, base: str | Path) -> Path:
+    """A model path from a workflow variable (checked by ``steps.params_from_flow_variables``):
+    relative paths resolve against ``base`` (the workflow's data area), ``~`` is the home
+    folder."""
     path = Path(value.strip()).expanduser()
     return path if path.is_absolute() else Path(base) / path
 
@@ -139,7 +136,7 @@ def save_model_file(path: str | Path, trained: TrainedVAE, *, overwrite: bool = 
     status = "written"
     if path.exists():
         try:
-            old = TrainedVAE.from_record(load_model_file(path), f"model file {path}")
+            old = load_model_file(path)
         except VAEError:
             raise CheckpointError(f"{path} exists and is not a vae-mnist model file; it was left "
                                   "untouched. Choose another model_path, or move that file away."
@@ -156,11 +153,9 @@ def save_model_file(path: str | Path, trained: TrainedVAE, *, overwrite: bool = 
     return status
 
 
-def load_model_file(path: str | Path) -> dict[str, Any]:
-    """Read a model file (Save Model) or a ``vae-mnist run`` checkpoint / run folder, safely.
-
-    Returns the plain model record; foreign, damaged or code-carrying files are one
-    :class:`CheckpointError`.
+def load_model_file(path: str | Path) -> TrainedVAE:
+    """Read a model file (Save Model) or a ``vae-mnist run`` checkpoint / run folder, safely,
+    and validate it; foreign, damaged or code-carrying files are one :class:`CheckpointError`.
     """
     path = Path(path)
     if path.is_dir():
@@ -186,11 +181,10 @@ def load_model_file(path: str | Path) -> dict[str, Any]:
         return _record_from_checkpoint(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vae-mnist model file.")
-    TrainedVAE.from_record(state, f"model file {path}")  # validated before anyone uses it
-    return state
+    return TrainedVAE.from_record(state, f"model file {path}")
 
 
-def _record_from_checkpoint(path: Path) -> dict[str, Any]:
+def _record_from_checkpoint(path: Path) -> TrainedVAE:
     """The model of a ``vae-mnist run`` checkpoint (its optimizer state is not needed)."""
     state = load_checkpoint(path)
     try:
@@ -199,6 +193,7 @@ def _record_from_checkpoint(path: Path) -> dict[str, Any]:
                 for i in range(len(columns["epoch"]))]
     except (KeyError, TypeError, IndexError) as exc:
         raise CheckpointError(f"Checkpoint {path} has a damaged loss history ({exc}).") from None
-    config = config_of(state, path)
     model = model_from_state(state, path)
-    return model_record(model, config, rows, {"from": f"vae-mnist checkpoint {path}"})
+    record = model_record(model, config_of(state, path), rows,
+                          {"from": f"vae-mnist checkpoint {path}"})
+    return TrainedVAE(record, model)

@@ -244,21 +244,21 @@ def import_model(model_file: str | Path, run_dir: str | Path, *, data_dir=None,
     any model file / run checkpoint): the lab's tables and figures computed with that model on
     the MNIST split its settings name, so ``vae-mnist evaluate`` and ``report`` work on it.
     The folder holds no optimizer state, so it cannot be resumed (it says so)."""
-    from .artifact import TrainedVAE, load_model_file
+    from .artifact import load_model_file
 
     if table_format not in TABLE_FORMATS:
         raise ConfigError(f"Unknown table format {table_format!r}; use one of {TABLE_FORMATS}.")
-    trained = TrainedVAE.from_record(load_model_file(model_file), f"model file {model_file}")
+    trained = load_model_file(model_file)
     config, history = trained.config, trained.history
     if not history:
         raise CheckpointError(f"Model file {model_file} has no loss history; it was not written "
                               "by a finished training.")
     run_dir = rundir.prepare_run_dir(run_dir)
     with rundir.run_lock(run_dir):
-        if rundir.finished_checkpoint(run_dir) or rundir.unfinished_checkpoint(run_dir):
-            if not overwrite:
-                raise RunDirError(f"Run folder {run_dir} already holds a run. Use --overwrite to "
-                                  "replace it, or another --run-dir.")
+        held = rundir.finished_checkpoint(run_dir) or rundir.unfinished_checkpoint(run_dir)
+        if held and not overwrite:
+            raise RunDirError(f"Run folder {run_dir} already holds a run. Use --overwrite to "
+                              "replace it, or another --run-dir.")
         with rundir.staging(run_dir) as stage:
             data = load_mnist(config, data_dir, log=log)
             model = trained.model()
@@ -267,8 +267,7 @@ def import_model(model_file: str | Path, run_dir: str | Path, *, data_dir=None,
             result = TrainResult(model=model, config=config, history=history)
             source = str(Path(model_file).resolve())
             out.summary = {**run_summary(config, result, data, out, 0.0), "imported_from": source}
-            atomic_write_text(stage / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-            atomic_write_text(stage / "summary.json", json.dumps(out.summary, indent=2) + "\n")
+            _write_run_files(stage, config, out.summary)
             save_checkpoint(stage / CHECKPOINT, {  # last: a failure before it keeps nothing
                 "config": config.to_dict(), "epoch": len(history),
                 "model": trained.record["model"], "imported_from": source,
@@ -354,6 +353,11 @@ def _build(config: TrainConfig, stage: Path, *, data_dir, resume: bool, progress
         plots.save_figure(plots.loss_figure(loss), stage / out.figures["loss"])
     out.summary = {**run_summary(config, result, data, out, train_seconds),
                    "total_seconds": round(time.perf_counter() - started, 2)}
-    atomic_write_text(stage / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-    atomic_write_text(stage / "summary.json", json.dumps(out.summary, indent=2) + "\n")
+    _write_run_files(stage, config, out.summary)
     return out
+
+
+def _write_run_files(stage: Path, config: TrainConfig, summary: dict[str, Any]) -> None:
+    """config.json and summary.json of a run folder being built."""
+    atomic_write_text(stage / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(stage / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -31,8 +31,10 @@ from .artifact import (
 from .config import ARCHITECTURE, OBJECTIVE, OPTIMISATION, SEED, TrainConfig, settings
 from .data import MNISTData, Split, load_mnist
 from .errors import ConfigError, TableError
+from .evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K
 from .model import VAE
 from .seeds import derive_seed
+from .sweep import DEFAULT_BETAS, DEFAULT_LATENTS, run_sweep
 from .train import resolve_device, train
 
 if int(pd.__version__.split(".")[0]) >= 3:  # KNIME's table conversion rejects pandas 3 tables
@@ -245,8 +247,8 @@ def load_model_step(params: NodeParams, data_area: str) -> ModelAndTable:
     """Read the model at ``model_path``: a Save Model file, or a ``vae-mnist run`` folder or
     its checkpoint.pt. The record is validated before it goes on the port."""
     path = resolve_model_path(params.model_path, data_area)
-    record = load_model_file(path)
-    return ModelAndTable(record, _model_info(TrainedVAE.from_record(record), path, "loaded"))
+    trained = load_model_file(path)
+    return ModelAndTable(trained.record, _model_info(trained, path, "loaded"))
 
 
 # ----------------------------------------------------------------------------- experiments
@@ -293,7 +295,7 @@ def sweep_params_from_flow_variables(flow_variables: Mapping[str, Any]) -> Sweep
     base = params_from_flow_variables(flow_variables)
     values = {k: flow_variables.get(k) for k in EXPERIMENT_VARIABLES}
     evaluation = {}
-    for name, default in (("iw_k", 1000), ("iw_images", 1000)):
+    for name, default in (("iw_k", DEFAULT_IW_K), ("iw_images", DEFAULT_IW_IMAGES)):
         value = default if values[name] is None else values[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {value!r}. {_HINT}")
@@ -303,8 +305,10 @@ def sweep_params_from_flow_variables(flow_variables: Mapping[str, Any]) -> Sweep
         raise ConfigError(f"sweep_dir must be a folder path, got {sweep_dir!r}. {_HINT}")
     return SweepParams(
         base=base,
-        latent_dims=_number_list("latent_dims", values["latent_dims"] or "2,5,10,20", int),
-        betas=_number_list("betas", values["betas"] or "0.5,1,2,4", float),
+        latent_dims=(_number_list("latent_dims", values["latent_dims"], int)
+                     if values["latent_dims"] else DEFAULT_LATENTS),
+        betas=(_number_list("betas", values["betas"], float)
+               if values["betas"] else DEFAULT_BETAS),
         sweep_dir=sweep_dir.strip(), **evaluation)
 
 
@@ -313,8 +317,6 @@ def experiments_step(params: SweepParams, data_area: str,
     """The lab's grid with the project's sweep (``vae-mnist sweep``): trains what is not
     finished in ``sweep_dir`` (relative: in the data area), so re-executing after a cancel or
     a crash continues; then the experiments table, the claims and the trade-off figures."""
-    from .sweep import run_sweep
-
     out_dir = Path(data_area) / Path(params.sweep_dir).expanduser()
     res = run_sweep(out_dir, params.base.config, latent_dims=params.latent_dims,
                     betas=params.betas, data_dir=params.base.data_dir, iw_k=params.iw_k,

@@ -7,6 +7,7 @@ reproducible and let ``resume`` continue to exactly the result an uninterrupted 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -123,7 +124,12 @@ def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None
           on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a VAE; save a checkpoint after every epoch; return the model and loss history."""
     device = resolve_device(config.device)
-    bf16 = resolve_precision(config.precision, device) == "bf16"
+    # bf16: matrix products in bf16 (autocast); weights, optimizer state, loss and KL stay fp32
+    if resolve_precision(config.precision, device) == "bf16":
+        def precision() -> contextlib.AbstractContextManager:
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+    else:
+        precision = contextlib.nullcontext  # fp32: nothing added to the step
     model = new_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
                                  fused=fused_adam_supported(device))
@@ -156,9 +162,7 @@ def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None
                 x = train_x.index_select(0, batch_idx)
                 if bin_gen is not None:
                     x = torch.bernoulli(x, generator=bin_gen)
-                # bf16: matrix products in bf16 (autocast); weights, optimizer state, the
-                # loss and the KL stay fp32
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                with precision():
                     logits, mu, logvar = model(x, generator=noise_gen)
                 parts = vae_loss(logits.float(), x, mu.float(), logvar.float(), config.beta)
                 optimizer.zero_grad(set_to_none=True)
