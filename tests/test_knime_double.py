@@ -62,7 +62,7 @@ def test_missing_knime_sources_fail_with_one_clear_message(monkeypatch, tmp_path
     gone = tmp_path / "knime-python-5.5.3"
     monkeypatch.setattr(knime_java, "KNIME_PYTHON", gone)
     monkeypatch.setattr(knime_java, "KNIME_SOURCES", [gone / "org.knime.python3"])
-    with pytest.raises(ImportError, match=f"sources are missing: {gone}. The KNIME tests"):
+    with pytest.raises(ImportError, match=f"sources are missing: {gone}. Set VAE_KNIME_SOURCES"):
         knime_java.use_knime_sources()
 
 

@@ -1,9 +1,9 @@
 """The Java end of KNIME's Python Script node, for tests: only what KNIME's Java side does.
 
 TEST-ONLY, our own code. KNIME's real Python side (5.5.3) is imported from
-``<repo>/../shared/knime/python/knime-python-5.5.3`` (GPL; read there, never copied here): this
-module puts its plugin folders on ``sys.path`` the way KNIME builds the node's PYTHONPATH, and
-plays the JVM that KNIME's Python code talks to through py4j.
+``../shared/knime/python``, a cache or a pinned download (``knime_sources``; GPL, never copied
+here): this module puts its plugin folders on ``sys.path`` the way KNIME builds the node's
+PYTHONPATH, and plays the JVM that KNIME's Python code talks to through py4j.
 
 The JVM is stubbed, not run. KNIME's own unit tests replace ``knime._arrow._backend.convert_schema``
 by an identity; we keep the real ``convert_schema`` and give it a JVM namespace that returns plain
@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -31,17 +32,42 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import knime_sources
 import py4j.java_collections  # noqa: F401  (registers py4j's auto-convert converters)
 from py4j.java_gateway import PythonProxyPool
 from py4j.protocol import INPUT_CONVERTER, escape_new_line, unescape_new_line
 
-REPO = Path(__file__).resolve().parents[2]
-KNIME_PYTHON = REPO.parent / "shared" / "knime" / "python" / "knime-python-5.5.3"
 # The plugin folders KNIME puts on the Python Script node's PYTHONPATH (PythonScriptingSession:
 # python3, python3.arrow, python3.views, the value-factory modules; the launcher's own folder).
-KNIME_SOURCES = [KNIME_PYTHON / plugin / "src" / "main" / "python" for plugin in (
-    "org.knime.python3", "org.knime.python3.arrow", "org.knime.python3.arrow.types",
-    "org.knime.python3.views", "org.knime.python3.scripting.nodes")]
+PLUGINS = ("org.knime.python3", "org.knime.python3.arrow", "org.knime.python3.arrow.types",
+           "org.knime.python3.views", "org.knime.python3.scripting.nodes")
+
+
+def _on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def _knime_python() -> Path:
+    """KNIME 5.5.3's knime-python folder (knime_sources: shared, cache or download).
+
+    Inside a local pytest run a test module that needs it is skipped, with the reason; under
+    CI, and outside pytest, the import fails with that reason.
+    """
+    try:
+        root = knime_sources.locate()
+    except knime_sources.SourcesUnavailable as exc:
+        if "pytest" in sys.modules and not _on_ci():
+            import pytest
+
+            pytest.skip(str(exc), allow_module_level=True)
+        raise
+    # Fresh node processes started by the tests take the folder found here, unsearched.
+    os.environ[knime_sources.ENV_SOURCES] = str(root)
+    return root / "knime-python-5.5.3"
+
+
+KNIME_PYTHON = _knime_python()
+KNIME_SOURCES = [KNIME_PYTHON / plugin / "src" / "main" / "python" for plugin in PLUGINS]
 
 
 def use_knime_sources() -> None:
@@ -51,7 +77,7 @@ def use_knime_sources() -> None:
         missing = [str(KNIME_PYTHON)]
     if missing:
         raise ImportError("KNIME 5.5.3's Python sources are missing: " + ", ".join(missing)
-                          + ". The KNIME tests run KNIME's real code from ../shared/knime/python.")
+                          + ". " + knime_sources.FIX)
     for path in reversed(KNIME_SOURCES):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
