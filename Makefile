@@ -15,29 +15,39 @@ KNIME_CONSTRAINTS := constraints/knime-5.5.txt
 KNIME_TESTS := $(wildcard tests/test_knime_*.py) tests/test_tables.py tests/test_versions.py \
   tests/test_sweep.py::test_interrupted_configuration_continues_from_its_checkpoint \
   tests/test_cli.py::test_run_writes_every_table_and_figure
-# Tests and CI read MNIST from ../shared/mnist unless VAE_MNIST_DIR says otherwise.
-TEST_MNIST_DIR ?= $(abspath ../shared/mnist)
+# MNIST and KNIME's Python side for the tests: $VAE_MNIST_DIR / $VAE_KNIME_SOURCES, else
+# ../shared beside the checkout, else fetched and verified (tests/conftest.py, README "Tests").
+
+# Installs: pip puts uv into .venv, then uv installs both environments from one cache, with hard
+# links (the second environment costs little disk). uv reads no pip configuration, so
+# scripts/uv_env.py hands it the package sources pip is configured with, if any.
+UV_VERSION := 0.13.9
+UV         := $(VENV)/bin/uv
+UV_PIP      = env $(shell $(PYTHON) scripts/uv_env.py) $(UV) pip
+# The two test runs share the 2 cores: one PyTorch thread each (more threads than cores slow
+# every process down many times).
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(if $(VAE_MNIST_DIR),VAE_MNIST_DIR=$(abspath $(VAE_MNIST_DIR)))
 
 .PHONY: demo test lint unit unit-knime check-workflow workflow bench experiments targets clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	$(UV_PIP) install --quiet --python $(PY) -e '.[test]'
 	touch $@
 
-$(KNIME_VENV)/.installed: pyproject.toml $(KNIME_CONSTRAINTS)
+$(KNIME_VENV)/.installed: pyproject.toml $(KNIME_CONSTRAINTS) $(VENV)/.installed
 	test -x $(KNIME_PY) || $(KNIME_PYTHON) -m venv $(KNIME_VENV)
 	@$(KNIME_PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo \
 	  "$(KNIME_VENV) must run Python 3.11 like KNIME 5.5: rm -r $(KNIME_VENV); set KNIME_PYTHON" >&2; \
 	  exit 1; }
-	$(KNIME_PY) -m pip install --quiet --upgrade pip
 	# the build floor too: build with the pinned setuptools (pyproject's [build-system] floor)
-	$(KNIME_PY) -m pip install --quiet -c $(KNIME_CONSTRAINTS) setuptools
-	$(KNIME_PY) -m pip install --quiet --no-build-isolation -c $(KNIME_CONSTRAINTS) -e '.[test]'
+	$(UV_PIP) install --quiet --python $(KNIME_PY) -c $(KNIME_CONSTRAINTS) setuptools
+	$(UV_PIP) install --quiet --python $(KNIME_PY) --no-build-isolation -c $(KNIME_CONSTRAINTS) \
+	  -e '.[test]'
 	# then, like a KNIME user's environment (environment.yml), third-party packages only: the
 	# workflow tests here run the vae_core bundled in each workflow; pytest imports the checkout
-	$(KNIME_PY) -m pip uninstall --quiet --yes vae-mnist-knime
+	$(UV_PIP) uninstall --quiet --python $(KNIME_PY) vae-mnist-knime
 	touch $@
 
 demo: $(VENV)/.installed
@@ -48,11 +58,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 unit: $(VENV)/.installed
-	VAE_MNIST_DIR=$${VAE_MNIST_DIR:-$(TEST_MNIST_DIR)} $(PY) -m pytest -q $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 unit-knime: $(KNIME_VENV)/.installed
-	VAE_TEST_ENV=knime-5.5 VAE_MNIST_DIR=$${VAE_MNIST_DIR:-$(TEST_MNIST_DIR)} \
-	  $(KNIME_PY) -m pytest -q $(PYTEST_ARGS) $(KNIME_TESTS)
+	VAE_TEST_ENV=knime-5.5 $(TEST_ENV) $(KNIME_PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) \
+	  $(KNIME_TESTS)
 
 check-workflow: $(VENV)/.installed
 	$(PY) -m knime_workflow.build --check
@@ -60,10 +70,12 @@ check-workflow: $(VENV)/.installed
 workflow: $(VENV)/.installed
 	$(PY) -m knime_workflow.build
 
-test: lint check-workflow unit unit-knime
+# The two suites run side by side (one core each); -O prints each one's output whole.
+test: lint check-workflow
+	$(MAKE) --no-print-directory -j2 -O unit unit-knime
 
 bench: $(VENV)/.installed
-	VAE_MNIST_DIR=$${VAE_MNIST_DIR:-$(TEST_MNIST_DIR)} $(PY) bench/bench_train.py
+	VAE_MNIST_DIR=$${VAE_MNIST_DIR:-$(abspath ../shared/mnist)} $(PY) bench/bench_train.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -270,8 +270,10 @@ def test_encode_step(trained, images_df):
     assert df["digit"].tolist() == [str(i % 10) for i in range(12)]
     pixels = torch.tensor(images_df[PIXEL_COLUMNS].to_numpy(np.float32)) / 255
     mu, _ = TrainedVAE.from_record(trained).model().encode(pixels)
+    # float32 rounding differs with the batch split and the thread count: a near-zero mean
+    # needs an absolute tolerance
     np.testing.assert_allclose(df[["z1", "z2", "z3"]].to_numpy(), mu.detach().numpy(),
-                               rtol=1e-5)
+                               rtol=1e-5, atol=1e-6)
     assert out.png.startswith(b"\x89PNG")
     # the latent explorer: seeded rows, plotted coordinates = the principal components (z = 3)
     explorer = encode_step(trained, images_df, PARAMS, explorer_rows=5).explorer

@@ -138,9 +138,13 @@ def download(target: Path, base: str, entries: list[Entry]) -> Path:
             path = staging / entry.local
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        if target.exists():  # an unverifiable earlier cache: replaced whole
-            shutil.rmtree(target)
-        staging.rename(target)
+        if target.exists() and problems(target, entries):  # a damaged cache: replaced whole
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            staging.rename(target)
+        except OSError:  # another test run filled the cache meanwhile: use it if it verifies
+            if not target.is_dir() or problems(target, entries):
+                raise
     except SourcesUnavailable as exc:
         raise SourcesUnavailable(f"KNIME 5.5.3's Python sources could not be downloaded: {exc}. "
                                  f"Nothing was cached. {FIX}") from None
