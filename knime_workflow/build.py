@@ -1,8 +1,9 @@
 """Generate the KNIME workflows from ``spec.py`` and ``nodes/*.py``.
 
-    python -m knime_workflow.build            # (re)write knime_workflow/VAE_MNIST{,_apply,_legacy}/,
-                                              # the .knwf archives and the sample .epf
-    python -m knime_workflow.build --check    # exit 1 and list differences if out of date
+    python -m knime_workflow.build            # (re)write knime_workflow/VAE_MNIST*/ (with the
+                                              # bundled vae_core), the .knwf archives, the .epf
+    python -m knime_workflow.build --check    # build into a temporary folder; exit 1 and list
+                                              # the committed files that differ from it
     python -m knime_workflow.build --epf ENV_DIR [--conda-dir DIR] [-o FILE]
                                               # preference file pointing KNIME at your env
 
@@ -10,6 +11,11 @@ The format follows ../shared/knime/KNIME_FORMAT.md: header that KNIME 5.5+ loads
 5.5.0, not nightly, version 5.1.0), nodes saved as CONFIGURED without data, scripts embedded with
 KNIME's escaping, view-node settings with the key structure of KNIME 5.5's own files. The output
 is byte-for-byte deterministic, so a rebuild gives no diff.
+
+What git tracks: each workflow's ``workflow.knime``, ``workflowset.meta`` and node
+``settings.xml`` (small, reviewable), the ``.knwf`` archives (what a KNIME user downloads, each
+with its bundled vae_core) and the sample ``.epf``. The bundle in a workflow folder's
+``data/vae_core/`` is a local build output (gitignored).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import io
 import re
 import sys
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -399,10 +406,18 @@ BUNDLE_DIR = "data/vae_core"  # in the workflow's data area, which KNIME shares 
 
 
 def bundle_files(root: Path = ROOT) -> dict[str, bytes]:
-    """vae_core's modules, copied into the workflow's data area: the node scripts put that
-    folder first on sys.path, so a workflow runs the code it was built with."""
-    return {f"{BUNDLE_DIR}/{p.name}": p.read_bytes()
-            for p in sorted((root / "vae_core").glob("*.py"))}
+    """vae_core's modules (subpackages included), copied into the workflow's data area: the node
+    scripts put that folder first on sys.path, so a workflow runs the code it was built with."""
+    package = root / "vae_core"
+    return {f"{BUNDLE_DIR}/{p.relative_to(package).as_posix()}": p.read_bytes()
+            for p in sorted(package.rglob("*.py")) if "__pycache__" not in p.parts}
+
+
+def is_tracked_output(path: str) -> bool:
+    """Whether git keeps a generated file (path relative to knime_workflow/): everything but the
+    bundled vae_core in a workflow folder's data area."""
+    parts = PurePosixPath(path).parts
+    return not (len(parts) > 2 and parts[1] == "data")
 
 
 def workflow_files(wf: Workflow, root: Path = ROOT) -> dict[str, bytes]:
@@ -417,25 +432,18 @@ def workflow_files(wf: Workflow, root: Path = ROOT) -> dict[str, bytes]:
 
 
 def knwf_bytes(name: str, files: dict[str, bytes]) -> bytes:
-    """A .knwf: zip with one top folder (the workflow name), sorted entries, fixed timestamps."""
+    """A .knwf: zip with one top folder (the workflow name), sorted entries, fixed timestamps.
+    Entries are stored, not deflated: compressed bytes depend on the zlib build, and the
+    committed archive must equal a fresh build on any machine byte for byte."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
         for path in sorted(files):
             info = zipfile.ZipInfo(f"{name}/{path}", date_time=ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED
             info.create_system = 0
             info.external_attr = 0
             zf.writestr(info, files[path])
     return buffer.getvalue()
-
-
-def zip_contents(data: bytes) -> dict[str, tuple[tuple, bytes]] | None:
-    """Entries of a zip as {name: (date_time, bytes)}; None if it is not a readable zip."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            return {i.filename: (i.date_time, zf.read(i)) for i in zf.infolist()}
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return None
 
 
 # ----------------------------------------------------------------------------- preferences
@@ -480,49 +488,42 @@ def expected_outputs(root: Path = ROOT) -> dict[str, bytes]:
     return out
 
 
-def _same(path: str, want: bytes, have: bytes) -> bool:
-    if path.endswith(".knwf"):  # compare contents: zlib versions may deflate differently
-        return zip_contents(want) == zip_contents(have)
-    return want == have
-
-
 def differences(out_dir: Path = OUT_DIR, root: Path = ROOT) -> list[str]:
-    """What differs between the committed files and a fresh build (empty = up to date)."""
-    expected = expected_outputs(root)
-    problems = []
-    for path, data in expected.items():
-        target = out_dir / path
-        if not target.is_file():
-            problems.append(f"missing: {out_dir.name}/{path}")
-        elif not _same(path, data, target.read_bytes()):
-            problems.append(f"out of date: {out_dir.name}/{path}")
-    for wf in spec.WORKFLOWS:
-        folder = out_dir / wf.name
-        if folder.is_dir():
-            for p in sorted(folder.rglob("*")):
-                rel = p.relative_to(out_dir).as_posix()
-                if p.is_file() and rel not in expected:
-                    problems.append(f"unexpected file: {out_dir.name}/{rel}")
-    return problems
+    """The committed (tracked) generated files that differ from a fresh build made in a
+    temporary folder, byte for byte (empty = up to date). Files a user or KNIME put into the
+    workflow folders (a saved model, executed state) are not generated and not compared."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / out_dir.name
+        build(fresh, root)
+        problems = []
+        for path in sorted(expected_outputs(root)):
+            if not is_tracked_output(path):
+                continue
+            target = out_dir / path
+            if not target.is_file():
+                problems.append(f"missing: {out_dir.name}/{path}")
+            elif target.read_bytes() != (fresh / path).read_bytes():
+                problems.append(f"out of date: {out_dir.name}/{path}")
+        return problems
 
 
 def build(out_dir: Path = OUT_DIR, root: Path = ROOT) -> list[str]:
-    """Write every generated file; remove stray files in the workflow folders. Returns changes."""
+    """Write every generated file. The only files removed are modules of an earlier bundle that
+    vae_core no longer has; anything else in a workflow folder (a saved model, KNIME's executed
+    state) is the user's and stays. Returns the changes."""
     expected = expected_outputs(root)
     changed = []
     for wf in spec.WORKFLOWS:
-        folder = out_dir / wf.name
-        if folder.is_dir():
-            for p in sorted(folder.rglob("*"), reverse=True):
+        bundle = out_dir / wf.name / BUNDLE_DIR
+        if bundle.is_dir():
+            for p in sorted(bundle.rglob("*.py"), reverse=True):
                 rel = p.relative_to(out_dir).as_posix()
-                if p.is_file() and rel not in expected:
+                if "__pycache__" not in p.parts and rel not in expected:
                     p.unlink()
                     changed.append(f"removed {rel}")
-                elif p.is_dir() and not any(p.iterdir()):
-                    p.rmdir()
     for path, data in expected.items():
         target = out_dir / path
-        if target.is_file() and _same(path, data, target.read_bytes()):
+        if target.is_file() and target.read_bytes() == data:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
@@ -549,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         problems = differences()
         if problems:
-            print("The committed KNIME workflow is out of date with spec.py / nodes/*.py:",
+            print("The committed KNIME workflow files differ from a fresh build of spec.py, "
+                  "nodes/*.py and vae_core:",
                   file=sys.stderr)
             for p in problems:
                 print(f"  {p}", file=sys.stderr)

@@ -3,11 +3,16 @@
 # table 2 = the latent explorer: 1000 seeded images with the plotted coordinates plot_x, plot_y
 # (z1, z2, or the first two principal components) and their digit as an image cell;
 # image 1 = PNG scatter. Pushes latent_x_title / latent_y_title (what plot_x / plot_y are).
+import os
 import sys
 
 import knime.scripting.io as knio
 
-sys.path.insert(0, knio.get_workflow_data_area_dir())  # the vae_core bundled with the workflow
+DATA_AREA = knio.get_workflow_data_area_dir()  # holds the vae_core bundled with the workflow
+if not os.path.isfile(os.path.join(DATA_AREA, "vae_core", "__init__.py")):
+    raise RuntimeError("This workflow's data folder has no vae_core: import the workflow from its "
+                       ".knwf file, or run `make workflow` in the vae-mnist-knime checkout.")
+sys.path.insert(0, DATA_AREA)
 from vae_core.steps import encode_step, params_from_flow_variables  # noqa: E402
 
 out = encode_step(knio.input_objects[0], knio.input_tables[0].to_pandas(),

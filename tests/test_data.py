@@ -454,3 +454,27 @@ def test_missing_mnist_fails_the_session_on_ci_and_skips_locally(tmp_path):
     assert local.returncode == pytest.ExitCode.OK, local.stdout + local.stderr
     assert "1 skipped" in local.stdout and f"MNIST not found at {missing}" in local.stdout
 
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "t10k"])
+def test_splits_hold_exactly_what_torchvision_reads(mnist_dir, train):
+    """The IDX files are parsed here, not through torchvision (its import costs every process
+    seconds); the tensors are the ones torchvision's MNIST gives, value for value."""
+    from torchvision import datasets
+
+    root = prepare_mnist(mnist_dir)
+    split = data_mod._read_file(root, train)
+    reference = datasets.MNIST(str(root), train=train, download=False)
+    assert torch.equal(split.images,
+                       reference.data.reshape(len(reference.data), -1).float().div_(255.0))
+    assert split.labels.dtype == torch.int64 and torch.equal(split.labels, reference.targets)
+    assert split.images.dtype == torch.float32
+
+
+def test_loading_mnist_does_not_import_torchvision(mnist_dir):
+    code = ("import sys; from vae_core.config import TrainConfig; from vae_core.data import "
+            f"load_mnist; load_mnist(TrainConfig(), {str(mnist_dir)!r}, download=False); "
+            "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

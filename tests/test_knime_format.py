@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
+import subprocess
 import sys
 import tomllib
 import zipfile
@@ -266,12 +266,23 @@ def test_workflow_knime_satisfies_the_load_rules(folder):
     assert sorted(fed) == sorted((n, p) for n in n_in for p in range(1, n_in[n] + 1))
 
 
-@pytest.mark.parametrize("folder", ALL_FOLDERS, ids=lambda p: p.name)
-def test_no_data_lock_or_executed_state_is_shipped(folder):
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> Path:
+    """A fresh build of every generated file, bundles included (a clone has no bundles)."""
+    out = tmp_path_factory.mktemp("fresh") / "knime_workflow"
+    build.build(out_dir=out)
+    return out
+
+
+@pytest.mark.parametrize("wf", spec.WORKFLOWS, ids=lambda w: w.name)
+def test_no_data_lock_or_executed_state_is_shipped(wf, fresh):
+    folder = fresh / wf.name
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     bundle = [f for f in files if f.startswith("data/")]
     # the data area holds exactly vae_core's modules, nothing else (no model, no __pycache__)
-    assert bundle == sorted(f"data/vae_core/{p.name}" for p in (REPO / "vae_core").glob("*.py"))
+    package = REPO / "vae_core"
+    assert bundle == sorted(f"data/vae_core/{p.relative_to(package).as_posix()}"
+                            for p in package.rglob("*.py") if "__pycache__" not in p.parts)
     files = [f for f in files if f not in bundle]
     assert [f for f in files if "/" in f] == [f for f in files if f.endswith("/settings.xml")]
     assert {f for f in files if "/" not in f} == {"workflow.knime", "workflowset.meta"}
@@ -280,7 +291,7 @@ def test_no_data_lock_or_executed_state_is_shipped(folder):
 
 
 @pytest.mark.parametrize("wf", spec.WORKFLOWS, ids=lambda w: w.name)
-def test_knwf_has_one_top_folder_and_the_folders_files(wf):
+def test_knwf_has_one_top_folder_and_the_folders_files(wf, fresh):
     data = (OUT / f"{wf.name}.knwf").read_bytes()
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         assert zf.testzip() is None
@@ -289,28 +300,44 @@ def test_knwf_has_one_top_folder_and_the_folders_files(wf):
         assert names == sorted(names)
         assert not [n for n in names if ".knimeLock" in n or "/port_" in n or n.endswith("/")]
         assert {i.date_time for i in zf.infolist()} == {build.ZIP_TIME}
-        folder = OUT / wf.name
-        on_disk = {f"{wf.name}/{p.relative_to(folder).as_posix()}": p.read_bytes()
-                   for p in folder.rglob("*") if p.is_file()}
-        assert {n: zf.read(n) for n in names} == on_disk
+        folder = fresh / wf.name
+        built = {f"{wf.name}/{p.relative_to(folder).as_posix()}": p.read_bytes()
+                 for p in folder.rglob("*") if p.is_file()}
+        assert {n: zf.read(n) for n in names} == built
+        assert f"{wf.name}/data/vae_core/__init__.py" in names  # the archive carries vae_core
 
 
 # ----------------------------------------------------------------------------- builder
 def test_committed_workflow_is_up_to_date():
+    """Every tracked generated file, the .knwf archives included, equals a fresh build byte
+    for byte."""
     assert build.differences() == []
     assert build.main(["--check"]) == 0
 
 
-def test_no_generated_file_is_ignored_by_git():
-    """A generated file git ignores would be missing from every clone (and from CI)."""
-    import subprocess
-
-    paths = [f"knime_workflow/{p}" for p in build.expected_outputs()]
-    proc = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO,
-                          input="\n".join(paths), capture_output=True, text=True, timeout=60)
+def _git(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["git", *args], cwd=REPO, input=stdin, capture_output=True, text=True,
+                          timeout=60)
     if proc.returncode == 128:
         pytest.skip(f"not a git checkout: {proc.stderr.strip()}")
-    assert proc.stdout.split("\n") == [""], f"ignored by git: {proc.stdout.split()[:5]}"
+    return proc
+
+
+def test_git_tracks_the_reviewable_files_and_ignores_the_bundles():
+    """workflow.knime, settings.xml, the .knwf archives are in every clone; the bundled copies
+    of vae_core are a local build output, never committed."""
+    outputs = [f"knime_workflow/{p}" for p in build.expected_outputs()]
+    tracked = [p for p in outputs if build.is_tracked_output(p.removeprefix("knime_workflow/"))]
+    bundles = [p for p in outputs if p not in tracked]
+    assert bundles and all("/data/vae_core/" in p for p in bundles)
+    ignored = _git("check-ignore", "--no-index", "--stdin", stdin="\n".join(outputs)).stdout.split("\n")
+    assert sorted(filter(None, ignored)) == sorted(bundles)
+    in_git = set(_git("ls-files", "knime_workflow").stdout.split("\n")) - {""}
+    generated = {p for p in in_git if p.split("/")[1] in
+                 {*(wf.name for wf in spec.WORKFLOWS), *(f"{wf.name}.knwf" for wf in spec.WORKFLOWS),
+                  build.SAMPLE_EPF}}
+    assert generated == set(tracked)
+    assert not [p for p in in_git if "/data/" in p]
 
 
 def test_build_is_deterministic(tmp_path):
@@ -323,35 +350,59 @@ def test_build_is_deterministic(tmp_path):
     assert a == b and len(a) == len(build.expected_outputs())
 
 
-def test_check_reports_every_kind_of_difference(tmp_path):
+def test_check_reports_what_differs_in_the_committed_files(tmp_path):
     out = tmp_path / "knime_workflow"
-    shutil.copytree(OUT, out)
-    node = out / "VAE_MNIST" / "Python Script (#2)"
-    settings = node / "settings.xml"
+    build.build(out_dir=out)
+    settings = out / "VAE_MNIST" / "Python Script (#2)" / "settings.xml"
     settings.write_bytes(settings.read_bytes().replace(b"train_step", b"train_stop"))
-    (out / "VAE_MNIST" / ".knimeLock").write_text("")
-    (node / "port_1").mkdir()
-    (node / "port_1" / "data.zip").write_bytes(b"x")
     (out / "VAE_MNIST_legacy.knwf").write_bytes(b"not a zip")
     (out / "VAE_MNIST_legacy" / "workflow.knime").unlink()
-    bundled = out / "VAE_MNIST_apply" / "data" / "vae_core"
-    (bundled / "steps.py").write_text((bundled / "steps.py").read_text() + "# edited\n")
-    (bundled / "__pycache__").mkdir()
-    (bundled / "__pycache__" / "steps.pyc").write_bytes(b"x")
-    (out / "VAE_MNIST" / "data" / "vae_mnist_model.pt").write_bytes(b"x")
-    problems = build.differences(out_dir=out, root=REPO)
-    want = ["out of date: knime_workflow/VAE_MNIST_apply/data/vae_core/steps.py",
-            "unexpected file: knime_workflow/VAE_MNIST_apply/data/vae_core/__pycache__/steps.pyc",
-            "unexpected file: knime_workflow/VAE_MNIST/data/vae_mnist_model.pt",
-            "out of date: knime_workflow/VAE_MNIST/Python Script (#2)/settings.xml",
-            "unexpected file: knime_workflow/VAE_MNIST/.knimeLock",
-            "unexpected file: knime_workflow/VAE_MNIST/Python Script (#2)/port_1/data.zip",
-            "out of date: knime_workflow/VAE_MNIST_legacy.knwf",
-            "missing: knime_workflow/VAE_MNIST_legacy/workflow.knime"]
-    assert sorted(problems) == sorted(want)
+    assert sorted(build.differences(out_dir=out, root=REPO)) == sorted([
+        "out of date: knime_workflow/VAE_MNIST/Python Script (#2)/settings.xml",
+        "out of date: knime_workflow/VAE_MNIST_legacy.knwf",
+        "missing: knime_workflow/VAE_MNIST_legacy/workflow.knime"])
     build.build(out_dir=out, root=REPO)
     assert build.differences(out_dir=out, root=REPO) == []
-    assert not (node / "port_1").exists()
+
+
+def test_a_knwf_deflated_instead_of_stored_is_out_of_date(tmp_path):
+    """Byte for byte: an archive with the same entries but other bytes is not the build's."""
+    out = tmp_path / "knime_workflow"
+    build.build(out_dir=out)
+    knwf = out / "VAE_MNIST.knwf"
+    with zipfile.ZipFile(io.BytesIO(knwf.read_bytes())) as zf:
+        entries = [(i, zf.read(i)) for i in zf.infolist()]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info, data in entries:
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    knwf.write_bytes(buffer.getvalue())
+    assert build.differences(out_dir=out, root=REPO) == ["out of date: knime_workflow/VAE_MNIST.knwf"]
+
+
+def test_build_keeps_the_users_files_and_refreshes_the_bundle(tmp_path):
+    """A model saved into a workflow's data area, KNIME's lock and executed state are the
+    user's: building never deletes them. Only a bundled module vae_core no longer has goes."""
+    out = tmp_path / "knime_workflow"
+    build.build(out_dir=out)
+    node = out / "VAE_MNIST" / "Python Script (#2)"
+    users = {out / "VAE_MNIST" / "data" / "vae_mnist_model.pt": b"model",
+             out / "VAE_MNIST" / ".knimeLock": b"",
+             node / "port_1" / "data.zip": b"x",
+             out / "VAE_MNIST" / "data" / "sweep" / "experiments.csv": b"a,b\n"}
+    for path, data in users.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    bundled = out / "VAE_MNIST_apply" / "data" / "vae_core"
+    (bundled / "steps.py").write_text("# edited\n")
+    (bundled / "old_module.py").write_text("# gone from vae_core\n")
+    assert build.differences(out_dir=out, root=REPO) == []  # none of them is tracked
+    changes = build.build(out_dir=out, root=REPO)
+    assert sorted(changes) == ["removed VAE_MNIST_apply/data/vae_core/old_module.py",
+                               "wrote VAE_MNIST_apply/data/vae_core/steps.py"]
+    assert {p: p.read_bytes() for p in users} == users
+    assert (bundled / "steps.py").read_bytes() == (REPO / "vae_core" / "steps.py").read_bytes()
 
 
 def test_spec_errors_are_caught():

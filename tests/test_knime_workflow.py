@@ -21,6 +21,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,9 +233,11 @@ def execute(folder: Path, overrides: list[str], tmp: Path) -> Run:
 
 
 def copy_workflow(name: str, workspace: Path) -> Path:
-    target = workspace / name
-    shutil.copytree(WORKFLOWS / name, target)
-    return target
+    """Import a workflow as a KNIME user does: unpack its committed .knwf (one top folder, the
+    workflow, with its bundled vae_core) into the workspace."""
+    with zipfile.ZipFile(WORKFLOWS / f"{name}.knwf") as zf:
+        zf.extractall(workspace)
+    return workspace / name
 
 
 def files_in(folder: Path) -> set[str]:
@@ -278,9 +281,41 @@ def test_every_node_script_imports_the_bundled_vae_core_first():
                             and ln.startswith("from "))
         setup = [i for i, ln in enumerate(lines) if ln.startswith("sys.path.insert(0, ")]
         assert setup and setup[0] < first_import, path.name
+        assert lines[setup[0]] == "sys.path.insert(0, DATA_AREA)", path.name
         want = ("os.path.join(os.getcwd(), \"data\")" if "legacy" in path.name
                 else "knio.get_workflow_data_area_dir()")
-        assert want in lines[setup[0]], path.name
+        area = [ln for ln in lines[:setup[0]] if ln.startswith("DATA_AREA = ")]
+        assert len(area) == 1 and want in area[0], path.name
+
+
+NO_BUNDLE = ("This workflow's data folder has no vae_core: import the workflow from its .knwf "
+             "file, or run `make workflow` in the vae-mnist-knime checkout.")
+
+
+def test_a_node_in_a_folder_without_its_bundle_says_how_to_get_it(tmp_path):
+    """A workflow folder as git has it (no data/vae_core, a build output) fails at its first
+    node with one message, even where a vae_core is installed (.venv): never another copy."""
+    folder = copy_workflow("VAE_MNIST", tmp_path)
+    shutil.rmtree(folder / "data" / "vae_core")
+    _, nodes, _ = load_workflow(folder)
+    load = next(n for n in nodes.values() if n.label == "Load MNIST")
+    with pytest.raises(NodeExecutionError) as err:
+        run_script_isolated(node_script(load), workflow_dir=folder,
+                            flow_variables=workflow_variables(parse(folder / "workflow.knime")),
+                            n_out_tables=3)
+    assert NO_BUNDLE in str(err.value) and "Traceback" not in str(err.value)
+
+
+def test_the_legacy_node_without_its_bundle_says_how_to_get_it(tmp_path):
+    folder = copy_workflow("VAE_MNIST_legacy", tmp_path)
+    shutil.rmtree(folder / "data" / "vae_core")
+    _, nodes, _ = load_workflow(folder)
+    source = next(n for n in nodes.values() if n.factory == PYTHON_SOURCE)
+    with pytest.raises(NodeExecutionError) as err:
+        run_legacy_source_isolated(node_script(source), workflow_dir=folder,
+                                   flow_variables=workflow_variables(
+                                       parse(folder / "workflow.knime")))
+    assert NO_BUNDLE in str(err.value)
 
 
 def test_batch_override_parser():

@@ -190,9 +190,9 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, with_results: bool) -> None:
+    given, sources = _given(args)  # a bad setting is refused before PyTorch is even imported
     from .pipeline import run_training
 
-    given, sources = _given(args)
     out = run_training(given, args.run_dir, sources=sources, data_dir=args.data_dir,
                        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                        with_results=with_results, table_format=args.format, log=_log(args.quiet))

@@ -373,12 +373,14 @@ class MNISTData:
 
 
 def _read_file(root: Path, train: bool) -> Split:
-    from torchvision import datasets
-
-    ds = datasets.MNIST(str(root), train=train, download=False)
-    images = ds.data.reshape(len(ds.data), -1).to(torch.float32).div_(255.0)
-    labels = ds.targets.to(torch.int64)
-    return Split(images, labels, torch.arange(len(labels)), "train" if train else "test")
+    """One verified IDX pair as tensors: pixels in [0, 1] (the values torchvision's MNIST gives,
+    without importing torchvision, which costs every process seconds)."""
+    prefix = _raw_dir(root) / ("train" if train else "t10k")
+    images = read_idx(Path(f"{prefix}-images-idx3-ubyte").read_bytes())
+    labels = read_idx(Path(f"{prefix}-labels-idx1-ubyte").read_bytes())
+    pixels = torch.from_numpy(images.reshape(len(images), -1).copy()).to(torch.float32).div_(255.0)
+    labels = torch.from_numpy(labels.copy()).to(torch.int64)
+    return Split(pixels, labels, torch.arange(len(labels)), "train" if train else "test")
 
 
 def load_mnist(config, data_dir: str | os.PathLike | None = None, *, download: bool = True,

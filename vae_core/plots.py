@@ -1,4 +1,4 @@
-"""The lab's figures as matplotlib Figures (PNG), image grids via ``torchvision.utils.make_grid``.
+"""The lab's figures as matplotlib Figures (PNG), digits laid out in grids.
 
 Figures are built on their own Agg canvas, without pyplot: no display is needed (CLI, CI,
 KNIME's Python process), and importing or plotting never changes the backend or pyplot state of
@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from torchvision.utils import make_grid
 
 from .files import atomic_write_bytes
 from .tables import latent_plane
@@ -29,8 +28,20 @@ def new_figure(figsize: tuple[float, float]) -> Figure:
 
 
 def _grid(images: torch.Tensor, nrow: int, padding: int = 2) -> np.ndarray:
-    batch = torch.as_tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28)
-    return make_grid(batch, nrow=nrow, padding=padding, pad_value=1.0)[0].numpy()
+    """Digits in rows of ``nrow`` on a white background, ``padding`` pixels apart and around;
+    one digit alone, unpadded. (The layout of torchvision's ``make_grid``, whose import costs
+    every process that plots seconds.)"""
+    digits = torch.as_tensor(images, dtype=torch.float32).reshape(-1, 28, 28).numpy()
+    if len(digits) == 1:
+        return digits[0].copy()
+    cols = min(nrow, len(digits))
+    rows = -(-len(digits) // cols)
+    step = 28 + padding
+    grid = np.ones((rows * step + padding, cols * step + padding), dtype=np.float32)
+    for i, digit in enumerate(digits):
+        top, left = (i // cols) * step + padding, (i % cols) * step + padding
+        grid[top:top + 28, left:left + 28] = digit
+    return grid
 
 
 def _image_figure(images: torch.Tensor, nrow: int, title: str, scale: float = 0.6) -> Figure:
