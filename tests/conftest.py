@@ -57,7 +57,7 @@ def _find_mnist() -> tuple[Path | None, str | None]:
     old = os.environ.get(ENV_DATA_HOME)
     os.environ[ENV_DATA_HOME] = str(_test_cache() / "mnist")
     try:
-        return prepare_mnist(None, log=print), None
+        return _gz_folder(prepare_mnist(None, log=print)), None
     except VAEError as exc:
         return None, (f"MNIST could not be fetched ({exc}). Set VAE_MNIST_DIR to a folder "
                       "with the four .gz files")
@@ -66,6 +66,25 @@ def _find_mnist() -> tuple[Path | None, str | None]:
             os.environ.pop(ENV_DATA_HOME, None)
         else:
             os.environ[ENV_DATA_HOME] = old
+
+
+def _gz_folder(root: Path) -> Path:
+    """The fetched, verified files as the tests take MNIST everywhere else: a folder holding the
+    four ``.gz`` files (as ``../shared/mnist`` does), written once beside the cache."""
+    import gzip
+
+    from vae_core.data import FILES
+
+    folder = _test_cache() / "mnist-gz"
+    for name in FILES:
+        target = folder / f"{name}.gz"
+        if not target.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            data = (root / "MNIST" / "raw" / name).read_bytes()
+            partial = target.with_name(target.name + ".partial")
+            partial.write_bytes(gzip.compress(data, mtime=0))
+            partial.replace(target)
+    return folder
 
 
 def pytest_configure(config) -> None:

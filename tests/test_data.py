@@ -427,6 +427,8 @@ def test_without_a_folder_the_tests_fetch_mnist_into_the_test_cache(mnist_dir, t
     assert sorted(server.served) == sorted(f"{n}.gz" for n in FILES)
     raw = tmp_path / "cache" / "mnist" / "MNIST" / "raw"
     assert {n: hashlib.sha256((raw / n).read_bytes()).hexdigest() for n in FILES} == data_mod.SHA256
+    gz = tmp_path / "cache" / "mnist-gz"  # what mnist_dir names: the .gz files, as ../shared has
+    assert _expected_sha256(gz) == data_mod.SHA256
 
 
 def test_unfetchable_mnist_skips_with_one_line_locally_and_fails_on_ci(tmp_path):
@@ -453,7 +455,6 @@ def test_missing_mnist_fails_the_session_on_ci_and_skips_locally(tmp_path):
     local = _run_needs_mnist(missing, None)
     assert local.returncode == pytest.ExitCode.OK, local.stdout + local.stderr
     assert "1 skipped" in local.stdout and f"MNIST not found at {missing}" in local.stdout
-
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "t10k"])
