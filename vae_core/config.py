@@ -124,7 +124,6 @@ class TrainConfig:
                          minimum=0, knime=True)
     train_fraction: float = _setting(0.8, DATA, "share of the 60k training file used for "
                                      "training in the holdout protocol", above=0, below=1)
-    # "holdout": 20% of the 60k train file (the lab); "test": the 10k file
     eval_set: str = _setting("holdout", DATA, "holdout: 20% of the training file (the lab); "
                              "test: the official 10k test set", choices=EVAL_SETS, knime=True)
     train_limit: int | None = _setting(None, DATA, "use only the first N training images",
