@@ -104,8 +104,8 @@ class TrainConfig:
                               knime=True)
     epochs: int = _setting(30, OPTIMISATION, "training epochs", minimum=1, knime=True)
     batch_size: int = _setting(128, OPTIMISATION, "mini-batch size", minimum=1, knime=True)
-    learning_rate: float = _setting(1e-3, OPTIMISATION, "Adam learning rate (the peak rate "
-                                    "under the cosine schedule)", above=0, flag="--lr",
+    learning_rate: float = _setting(1e-3, OPTIMISATION, "Adam learning rate, the peak rate "
+                                    "under the cosine schedule", above=0, flag="--lr",
                                     knime=True)
     # "constant": the lab's fixed Adam rate. "cosine": the rate falls from learning_rate to 0
     # along a half cosine over all steps of the run (same cost, better optimum at a fixed budget).
