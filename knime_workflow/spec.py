@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vae_core.config import TrainConfig
+from vae_core.config import SWEEP_VARIES
 from vae_core.evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K
 from vae_core.steps import (
     APPLY_MODEL_PATH,
     DEFAULT_MODEL_FILE,
     DEFAULT_SWEEP_DIR,
     LOSS_TABLE_SETTINGS,
+    workflow_variables,
 )
 from vae_core.sweep import DEFAULT_BETAS, DEFAULT_LATENTS
 from vae_core.tables import LOSS_COLUMNS
@@ -115,22 +116,11 @@ class Workflow:
     links: tuple[Link, ...]
 
 
-_DEFAULT = TrainConfig()
-# Settings of a training run (Load MNIST + Train VAE, and the legacy workflow).
+# Settings of a training run (Load MNIST + Train VAE, and the legacy workflow): those the
+# settings table exposes to KNIME, with their types and defaults, and the MNIST folder.
 TRAINING_VARIABLES = (
-    Variable("latent_dim", "INTEGER", _DEFAULT.latent_dim),
-    Variable("beta", "DOUBLE", _DEFAULT.beta),
-    Variable("epochs", "INTEGER", _DEFAULT.epochs),
-    Variable("batch_size", "INTEGER", _DEFAULT.batch_size),
-    Variable("learning_rate", "DOUBLE", _DEFAULT.learning_rate),
-    Variable("lr_schedule", "STRING", _DEFAULT.lr_schedule),  # constant (the lab) or cosine
-    Variable("seed", "INTEGER", _DEFAULT.seed),
+    *(Variable(*row) for row in workflow_variables()),
     Variable("data_dir", "STRING", ""),  # "" = $VAE_MNIST_DIR, else the cache (downloaded)
-    Variable("device", "STRING", _DEFAULT.device),  # auto: CUDA, else MPS, else CPU
-    Variable("precision", "STRING", _DEFAULT.precision),  # fp32, bf16 (native only) or auto
-    Variable("train_limit", "INTEGER", 0),  # 0 = all training images
-    Variable("eval_limit", "INTEGER", 0),  # 0 = all evaluation images
-    Variable("eval_set", "STRING", _DEFAULT.eval_set),  # holdout (the lab's 20 %) or test
 )
 VARIABLES = (
     *TRAINING_VARIABLES,
@@ -190,8 +180,7 @@ MAIN = Workflow(
         "model to model_path (default: this workflow's data folder, where the workflow "
         "VAE_MNIST_apply beside it reads it).\n"
         "Settings are workflow variables: right-click the workflow > Workflow Variables "
-        "(latent_dim, beta, epochs, batch_size, learning_rate, lr_schedule, seed, data_dir, "
-        "device, precision, train_limit, eval_limit, eval_set, model_path, overwrite_model).\n"
+        f"({', '.join(v.name for v in VARIABLES)}).\n"
         "Batch: -workflow.variable=epochs,5,int"),
     variables=VARIABLES,
     nodes=(
@@ -306,9 +295,7 @@ LEGACY = Workflow(
 )
 
 EXPERIMENT_VARIABLES = (
-    *(_BY_NAME[n] for n in ("epochs", "batch_size", "learning_rate", "lr_schedule",
-                                     "seed", "data_dir", "device", "precision", "train_limit",
-                                     "eval_limit", "eval_set")),
+    *(v for v in TRAINING_VARIABLES if v.name not in SWEEP_VARIES),  # shared by the grid
     Variable("latent_dims", "STRING", ",".join(str(z) for z in DEFAULT_LATENTS)),
     Variable("betas", "STRING", ",".join(f"{b:g}" for b in DEFAULT_BETAS)),
     Variable("iw_k", "INTEGER", DEFAULT_IW_K),  # importance samples of the bound L_k

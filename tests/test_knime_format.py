@@ -228,15 +228,13 @@ def test_workflow_knime_satisfies_the_load_rules(folder):
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}",
                         value(wf["authorInformation"], "authored-when"))
     names = [value(v, "name") for v in wf["workflow_variables"].values()]
-    training = ["latent_dim", "beta", "epochs", "batch_size", "learning_rate", "lr_schedule",
-                "seed", "data_dir", "device", "precision", "train_limit", "eval_limit",
-                "eval_set"]
+    shared = ["hidden_dim", "binarize", "epochs", "batch_size", "learning_rate", "lr_schedule",
+              "precision", "seed", "eval_set", "train_limit", "eval_limit", "device", "data_dir"]
+    training = ["latent_dim", "hidden_dim", "beta", "binarize", *shared[2:]]
     assert names == {"VAE_MNIST": [*training, "model_path", "overwrite_model"],
                      "VAE_MNIST_legacy": training,
                      "VAE_MNIST_experiments": [
-                         "epochs", "batch_size", "learning_rate", "lr_schedule", "seed",
-                         "data_dir", "device", "precision", "train_limit", "eval_limit",
-                         "eval_set", "latent_dims", "betas", "iw_k", "iw_images", "sweep_dir"],
+                         *shared, "latent_dims", "betas", "iw_k", "iw_images", "sweep_dir"],
                      "VAE_MNIST_apply": ["seed", "data_dir", "device", "train_limit",
                                          "eval_limit", "eval_set", "model_path"]}[folder.name]
     n_in, n_out, ids = {}, {}, []

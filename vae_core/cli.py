@@ -14,38 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
-from .config import (
-    DEVICES,
-    EVAL_SETS,
-    LR_SCHEDULES,
-    PRECISIONS,
-    RESUME_MAY_CHANGE,
-    TrainConfig,
-    load_config_file,
-)
+from .config import RESUME_MAY_CHANGE, SETTINGS, Setting, TrainConfig, load_config_file
 from .errors import ConfigError, RunDirError, VAEError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
-# flag name -> TrainConfig field, type, help
-_HYPER = [
-    ("--latent-dim", "latent_dim", int, "size of the latent space (default 2)"),
-    ("--hidden-dim", "hidden_dim", int, "width of the hidden layer (default 256)"),
-    ("--beta", "beta", float, "weight of the KL term (default 1.0)"),
-    ("--epochs", "epochs", int, "training epochs (default 30)"),
-    ("--batch-size", "batch_size", int, "mini-batch size (default 128)"),
-    ("--lr", "learning_rate", float, "Adam learning rate (default 1e-3)"),
-    ("--seed", "seed", int, "random seed for split, initialisation and sampling (default 0)"),
-    ("--train-fraction", "train_fraction", float,
-     "share of the 60k training file used for training in the holdout protocol (default 0.8)"),
-    ("--train-limit", "train_limit", int, "use only the first N training images"),
-    ("--eval-limit", "eval_limit", int, "use only the first N evaluation images"),
-]
 # TrainConfig field -> its flag (every setting has one)
-_FLAGS = {dest: flag for flag, dest, _, _ in _HYPER} | {
-    "eval_set": "--eval-set", "lr_schedule": "--lr-schedule", "device": "--device",
-    "precision": "--precision", "binarize": "--binarize"}
+_FLAGS = {s.name: s.flag for s in SETTINGS}
 _RESUME_HELP = (
     "continue the run in --run-dir from its last checkpoint: an interrupted training if there "
     "is one, else the finished run (give a larger --epochs to train it longer). Every setting "
@@ -54,6 +30,22 @@ _RESUME_HELP = (
     + " may differ (--epochs not below the epochs already trained, and not under "
     "--lr-schedule cosine). Any other flag or --config value that contradicts the checkpoint "
     "is an error. The folder shows the previous run until the resumed one has finished.")
+
+
+def add_setting_flags(parser: argparse.ArgumentParser,
+                      table: tuple[Setting, ...] = SETTINGS) -> None:
+    """One flag per setting of the table. A flag's default is None ("not given"): the
+    defaults live in the table, and a config file or a checkpoint fills what is not given."""
+    for s in table:
+        help_ = s.help.replace("%", "%%")
+        if s.type is bool:
+            parser.add_argument(s.flag, dest=s.name, action="store_true", default=None,
+                                help=help_)
+            continue
+        if s.default is not None:
+            help_ += f" (default {s.default})"
+        parser.add_argument(s.flag, dest=s.name, type=s.type, choices=s.choices or None,
+                            default=None, help=help_)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,23 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
     hyper_opts = argparse.ArgumentParser(add_help=False)
     hyper_opts.add_argument("--config", help="JSON or TOML file of settings (flags override it)")
-    for flag, dest, typ, help_ in _HYPER:
-        hyper_opts.add_argument(flag, dest=dest, type=typ, default=None, help=help_)
-    hyper_opts.add_argument("--eval-set", choices=EVAL_SETS, default=None,
-                            help="holdout: 20%% of the training file (the lab, default); "
-                                 "test: the official 10k test set")
-    hyper_opts.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES,
-                            default=None, help="constant: the lab (default); cosine: decay "
-                            "from --lr to 0 over the run")
-    hyper_opts.add_argument("--device", choices=DEVICES, default=None,
-                            help="default auto: a CUDA GPU, else Apple's MPS, else the CPU")
-    hyper_opts.add_argument("--precision", choices=PRECISIONS, default=None,
-                            help="fp32 (default, the lab); bf16: mixed precision, only where "
-                                 "the hardware computes bf16 natively; auto: bf16 on CPUs with "
-                                 "bf16 instructions, else fp32")
-    hyper_opts.add_argument("--binarize", action="store_true", default=None,
-                            help="binarized MNIST: Bernoulli-resample each training batch, "
-                                 "evaluate on a fixed binarized held-out set")
+    add_setting_flags(hyper_opts)
     train_opts = argparse.ArgumentParser(add_help=False, parents=[hyper_opts])
     train_opts.add_argument("--resume", action="store_true", help=_RESUME_HELP)
     train_opts.add_argument("--overwrite", action="store_true",

@@ -1,16 +1,23 @@
 """Training configuration: one dataclass, validated the same way for CLI flags, config files
-and KNIME flow variables."""
+and KNIME flow variables.
+
+Every training setting is declared once, as a field of :class:`TrainConfig` whose metadata is
+a :class:`Setting` (the field's annotation is its type). The checks, the command-line flags,
+the KNIME workflow variables and the resume / sweep / repeat rules are all derived from that
+table (:data:`SETTINGS`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import tomllib
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from .errors import ConfigError
 
@@ -31,64 +38,109 @@ RUNTIME = "runtime"  # where it runs; never changes a result beyond float roundi
 GROUPS = (ARCHITECTURE, OBJECTIVE, OPTIMISATION, DATA, SEED, RUNTIME)
 
 
-def _setting(default: Any, group: str) -> Any:
-    return field(default=default, metadata={"group": group})
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table. ``name``, ``type`` (int, float, bool or str),
+    ``optional`` (None allowed: "not limited") and ``flag`` are filled in from the field by
+    :func:`setting_table`; the rest is declared with the field."""
+
+    group: str
+    help: str  # one line: --help and the docs say this
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None  # value >= minimum
+    above: float | None = None  # value > above
+    below: float | None = None  # value < below
+    knime: bool = False  # a workflow variable of the KNIME workflows
+    flag: str = ""  # the command-line flag; "" = --name-with-dashes
+    name: str = ""
+    type: type = str
+    optional: bool = False
+
+    def expected(self) -> str:
+        """What a valid value is, for the error message (``"an integer >= 1"``)."""
+        if self.choices:
+            return f"one of {self.choices}"
+        what = "an integer" if self.type is int else "a number"
+        if self.above is not None and self.below is not None:
+            bounds = [f"strictly between {self.above:g} and {self.below:g}"]
+        else:
+            bounds = [f"{op} {bound:g}" for op, bound in
+                      ((">=", self.minimum), (">", self.above), ("<", self.below))
+                      if bound is not None]
+        text = " ".join([what, " and ".join(bounds)]) if bounds else what
+        return f"empty or {text}" if self.optional else text
+
+    def allows(self, value: Any) -> bool:
+        """Whether a coerced value is within the choices and bounds."""
+        if value is None:
+            return self.optional
+        return ((not self.choices or value in self.choices)
+                and (self.minimum is None or value >= self.minimum)
+                and (self.above is None or value > self.above)
+                and (self.below is None or value < self.below))
+
+
+def _setting(default: Any, group: str, help: str, **rules: Any) -> Any:
+    """A TrainConfig field and its row of the settings table."""
+    row = Setting(group, help, default, **rules)
+    return field(default=default, metadata={"setting": row})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of one VAE run. Defaults are the lab's setup."""
 
-    latent_dim: int = _setting(2, ARCHITECTURE)
-    hidden_dim: int = _setting(256, ARCHITECTURE)
-    beta: float = _setting(1.0, OBJECTIVE)
+    latent_dim: int = _setting(2, ARCHITECTURE, "size of the latent space", minimum=1,
+                               knime=True)
+    hidden_dim: int = _setting(256, ARCHITECTURE, "width of the hidden layer", minimum=1,
+                               knime=True)
+    beta: float = _setting(1.0, OBJECTIVE, "weight of the KL term", minimum=0, knime=True)
     # Binarized MNIST: each training batch is re-sampled as Bernoulli(pixel) (dynamic
     # binarization) and the evaluation split is binarized once with a fixed seed, so the BCE is
     # a real Bernoulli log-likelihood and an importance-sampled bound on it is an NLL.
-    binarize: bool = _setting(False, OBJECTIVE)
-    epochs: int = _setting(30, OPTIMISATION)
-    batch_size: int = _setting(128, OPTIMISATION)
-    learning_rate: float = _setting(1e-3, OPTIMISATION)
+    binarize: bool = _setting(False, OBJECTIVE, "binarized MNIST: Bernoulli-resample each "
+                              "training batch, evaluate on a fixed binarized held-out set",
+                              knime=True)
+    epochs: int = _setting(30, OPTIMISATION, "training epochs", minimum=1, knime=True)
+    batch_size: int = _setting(128, OPTIMISATION, "mini-batch size", minimum=1, knime=True)
+    learning_rate: float = _setting(1e-3, OPTIMISATION, "Adam learning rate, the peak rate "
+                                    "under the cosine schedule", above=0, flag="--lr",
+                                    knime=True)
     # "constant": the lab's fixed Adam rate. "cosine": the rate falls from learning_rate to 0
     # along a half cosine over all steps of the run (same cost, better optimum at a fixed budget).
-    lr_schedule: str = _setting("constant", OPTIMISATION)
+    lr_schedule: str = _setting("constant", OPTIMISATION, "constant: the lab; cosine: decay "
+                                "from the learning rate to 0 over the run",
+                                choices=LR_SCHEDULES, knime=True)
     # "fp32": the lab. "bf16": mixed precision (bf16 matrix products; fp32 weights, optimizer
     # state, loss and KL) on hardware with native bf16 only. "auto": bf16 where that is native
     # and faster (CPUs with bf16 instructions), else fp32 (train.resolve_precision). Part of
     # the recipe: a resume keeps it.
-    precision: str = _setting("fp32", OPTIMISATION)
-    seed: int = _setting(0, SEED)
-    train_fraction: float = _setting(0.8, DATA)
-    # "holdout": 20% of the 60k train file (the lab); "test": the 10k file
-    eval_set: str = _setting("holdout", DATA)
-    train_limit: int | None = _setting(None, DATA)  # only the first N training images
-    eval_limit: int | None = _setting(None, DATA)  # only the first N evaluation images
-    device: str = _setting("auto", RUNTIME)
+    precision: str = _setting("fp32", OPTIMISATION, "fp32: the lab; bf16: mixed precision, "
+                              "only where the hardware computes bf16 natively; auto: bf16 on "
+                              "CPUs with bf16 instructions, else fp32",
+                              choices=PRECISIONS, knime=True)
+    seed: int = _setting(0, SEED, "random seed for split, initialisation and sampling",
+                         minimum=0, knime=True)
+    train_fraction: float = _setting(0.8, DATA, "share of the 60k training file used for "
+                                     "training in the holdout protocol", above=0, below=1)
+    eval_set: str = _setting("holdout", DATA, "holdout: 20% of the training file (the lab); "
+                             "test: the official 10k test set", choices=EVAL_SETS, knime=True)
+    train_limit: int | None = _setting(None, DATA, "use only the first N training images",
+                                       minimum=1, knime=True)
+    eval_limit: int | None = _setting(None, DATA, "use only the first N evaluation images",
+                                      minimum=1, knime=True)
+    device: str = _setting("auto", RUNTIME, "auto: a CUDA GPU, else Apple's MPS, else the CPU",
+                           choices=DEVICES, knime=True)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
-        self._check()
-
-    def _check(self) -> None:
-        _require(self.latent_dim >= 1, "latent_dim", self.latent_dim, "an integer >= 1")
-        _require(self.hidden_dim >= 1, "hidden_dim", self.hidden_dim, "an integer >= 1")
-        _require(self.beta >= 0, "beta", self.beta, "a number >= 0")
-        _require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
-        _require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
-        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "a number > 0")
-        _require(0 < self.train_fraction < 1, "train_fraction", self.train_fraction,
-                 "a number strictly between 0 and 1")
-        _require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule,
-                 f"one of {LR_SCHEDULES}")
-        _require(self.eval_set in EVAL_SETS, "eval_set", self.eval_set, f"one of {EVAL_SETS}")
-        _require(self.device in DEVICES, "device", self.device, f"one of {DEVICES}")
-        _require(self.precision in PRECISIONS, "precision", self.precision,
-                 f"one of {PRECISIONS}")
-        for name in ("train_limit", "eval_limit"):
-            value = getattr(self, name)
-            _require(value is None or value >= 1, name, value, "empty or an integer >= 1")
+        table = setting_table(type(self))
+        for s in table:
+            object.__setattr__(self, s.name, _coerce(s, getattr(self, s.name)))
+        for s in table:
+            value = getattr(self, s.name)
+            if not s.allows(value):
+                raise ConfigError(f"Invalid {s.name}={value!r}: it must be {s.expected()}.")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""
@@ -110,12 +162,33 @@ class TrainConfig:
         return cls(**values)
 
 
+@functools.cache
+def setting_table(config_class: type = TrainConfig) -> tuple[Setting, ...]:
+    """The rows of ``config_class``'s settings, in declaration order, with name, type and flag
+    filled in from each field."""
+    hints = get_type_hints(config_class)
+    rows = []
+    for f in fields(config_class):
+        hint = hints[f.name]
+        kinds = [a for a in get_args(hint) if a is not type(None)]
+        optional = isinstance(hint, types.UnionType) and len(kinds) < len(get_args(hint))
+        row: Setting = f.metadata["setting"]
+        rows.append(dataclasses.replace(row, name=f.name, type=kinds[0] if optional else hint,
+                                        optional=optional,
+                                        flag=row.flag or "--" + f.name.replace("_", "-")))
+    return tuple(rows)
+
+
+# The settings table: every training setting, once.
+SETTINGS = setting_table(TrainConfig)
+
+
 def settings(*groups: str) -> tuple[str, ...]:
     """Names of the settings in ``groups``, in declaration order."""
     unknown = set(groups) - set(GROUPS)
     if unknown:
         raise ValueError(f"unknown setting group(s) {sorted(unknown)}")
-    return tuple(f.name for f in fields(TrainConfig) if f.metadata["group"] in groups)
+    return tuple(s.name for s in SETTINGS if s.group in groups)
 
 
 # Everything a trained model depends on (all but the runtime).
@@ -158,17 +231,14 @@ def _as_dict(config: TrainConfig | dict) -> dict[str, Any]:
     return {**TrainConfig().to_dict(), **config}
 
 
-_INT_FIELDS = {"latent_dim", "hidden_dim", "epochs", "batch_size", "seed",
-               "train_limit", "eval_limit"}
-_FLOAT_FIELDS = {"beta", "learning_rate", "train_fraction"}
-_BOOL_FIELDS = {"binarize"}
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0", ""}
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(setting: Setting, value: Any) -> Any:
     """Accept what CLI, JSON/TOML and KNIME deliver; reject anything ambiguous with a clear error."""
-    if name in _BOOL_FIELDS:
+    name = setting.name
+    if setting.type is bool:
         if isinstance(value, bool):
             return value
         if value is None:
@@ -178,9 +248,9 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise ConfigError(f"{name} must be true or false, got {value!r}.")
-    if name in _INT_FIELDS:
+    if setting.type is int:
         if value is None or value == "":
-            if name in ("train_limit", "eval_limit"):
+            if setting.optional:
                 return None
             raise ConfigError(f"{name} must be an integer, but it is empty. Set {name} to a whole "
                               "number.")
@@ -196,7 +266,9 @@ def _coerce(name: str, value: Any) -> Any:
             except ValueError:
                 pass
         raise ConfigError(f"{name} must be an integer, got {value!r}. Set {name} to a whole number.")
-    if name in _FLOAT_FIELDS:
+    if setting.optional and (value is None or value == ""):
+        return None
+    if setting.type is float:
         if isinstance(value, bool) or value is None:
             raise ConfigError(f"{name} must be a number, got {value!r}.")
         try:
@@ -209,11 +281,6 @@ def _coerce(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be a string, got {value!r}.")
     return value.strip().lower()
-
-
-def _require(ok: bool, name: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"Invalid {name}={value!r}: it must be {expected}.")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

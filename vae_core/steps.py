@@ -28,7 +28,7 @@ from .artifact import (
     resolve_model_path,
     save_model_file,
 )
-from .config import ARCHITECTURE, OBJECTIVE, OPTIMISATION, SEED, TrainConfig, settings
+from .config import ARCHITECTURE, OBJECTIVE, OPTIMISATION, SEED, SETTINGS, Setting, TrainConfig, settings
 from .data import MNISTData, Split, load_mnist
 from .errors import ConfigError, TableError
 from .evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K
@@ -43,13 +43,27 @@ if int(pd.__version__.split(".")[0]) >= 3:  # KNIME's table conversion rejects p
                       "supported\"). Install pandas<3 in KNIME's Python environment "
                       "(environment.yml, docs/KNIME.md).")
 
-# Workflow variables the nodes read (declared in workflow.knime). train_limit / eval_limit:
-# 0 means "all images". model_path: relative paths are inside the workflow's data area.
-FLOW_VARIABLES = ("latent_dim", "beta", "epochs", "batch_size", "learning_rate", "lr_schedule",
-                  "seed", "data_dir", "device", "precision", "train_limit", "eval_limit",
-                  "eval_set", "model_path", "overwrite_model")
-_CONFIG_VARIABLES = tuple(v for v in FLOW_VARIABLES
-                          if v not in ("data_dir", "model_path", "overwrite_model"))
+# Workflow variables the nodes read beside the training settings KNIME exposes: the MNIST
+# folder ("" = the default), the model file (relative: in the workflow's data area) and whether
+# Save Model may replace a different model (0 / 1).
+NODE_VARIABLES = ("data_dir", "model_path", "overwrite_model")
+# KNIME's type of a setting's workflow variable. The batch executor knows only int, double and
+# String, so a yes/no setting is an int 0 / 1, like overwrite_model.
+WORKFLOW_TYPES = {int: "INTEGER", float: "DOUBLE", str: "STRING", bool: "INTEGER"}
+
+
+def workflow_variables(table: tuple[Setting, ...] = SETTINGS
+                       ) -> tuple[tuple[str, str, int | float | str], ...]:
+    """``(name, KNIME type, default)`` of every setting KNIME exposes. An optional count (no
+    limit by default) is 0 for "all images"; a yes/no setting is 0 or 1."""
+    return tuple((s.name, WORKFLOW_TYPES[s.type],
+                  0 if s.default is None else int(s.default) if s.type is bool else s.default)
+                 for s in table if s.knime)
+
+
+_CONFIG_VARIABLES = tuple(name for name, _, _ in workflow_variables())
+FLOW_VARIABLES = (*_CONFIG_VARIABLES, *NODE_VARIABLES)  # declared in workflow.knime
+_OPTIONAL = tuple(s.name for s in SETTINGS if s.optional)  # 0 means "not limited"
 _HINT = ("Fix the workflow variable (right-click the workflow > Workflow Variables..., or "
          "-workflow.variable=NAME,VALUE,TYPE in batch mode).")
 # The model file both the main and the apply workflow use by default: in the main workflow's
@@ -84,7 +98,7 @@ def params_from_flow_variables(flow_variables: Mapping[str, Any]) -> NodeParams:
     Raises :class:`ConfigError` with one clear message, e.g. for ``epochs = "abc"``.
     """
     values = {k: flow_variables[k] for k in _CONFIG_VARIABLES if k in flow_variables}
-    for name in ("train_limit", "eval_limit"):
+    for name in _OPTIONAL:
         value = values.get(name)
         if not isinstance(value, bool) and value in (0, "0", ""):
             values[name] = None
