@@ -211,7 +211,7 @@ def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.T
         if not integer:
             warnings.warn(f"Pixel values of the {what} go up to {hi:g}: read as 0-255 grey "
                           "levels and divided by 255.", stacklevel=2)
-        # the same float32 division as reading the MNIST files (data.py): bit-identical pixels
+        # the same float32 division as reading the MNIST files (data): bit-identical pixels
         levels = np.ascontiguousarray(arr, dtype=np.int32)
         return torch.from_numpy(levels).to(torch.float32).div_(255.0)
     # row-major like the MNIST tensors: a column-major copy would change matmul rounding
