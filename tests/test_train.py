@@ -256,7 +256,7 @@ def test_training_follows_the_model_it_is_given(small_config, small_data, monkey
     def tanh_model(config):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = VAE(config.latent_dim, config.hidden_dim)
+            model = VAE.from_config(config)
             model.decoder.fc1 = nn.Sequential(model.decoder.fc1, nn.Tanh())
         return model
 

@@ -116,7 +116,7 @@ def new_model(config: TrainConfig) -> VAE:
     """The initial VAE of a run, from the run's "init" stream (the global RNG is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seeds.derive_seed(config.seed, "init"))
-        return VAE(config.latent_dim, config.hidden_dim)
+        return VAE.from_config(config)
 
 
 def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None = None,
