@@ -13,8 +13,8 @@ from vae_core.claims import judge_claims
 from vae_core.cli import main
 from vae_core.config import SWEEP_SHARED, TrainConfig
 from vae_core.errors import RunDirError
-from vae_core.pipeline import read_table
 from vae_core.sweep import EXPERIMENT_COLUMNS, config_name, run_sweep
+from vae_core.tables import read_table
 
 FAST = {"iw_k": 10, "iw_images": 40, "lab_outputs": False, "figures": False}
 

@@ -9,7 +9,7 @@ import torch
 
 from vae_core import tables
 from vae_core.errors import TableError
-from vae_core.pipeline import lab_results
+from vae_core.results import lab_results
 from vae_core.train import train
 
 KNIME_SAFE = {"int64", "int32", "float64", "bool", "string"}

@@ -2,10 +2,12 @@
 
 One concern per module (README, "Development", lists them): settings ``config`` and random
 streams ``seeds``; the MNIST files ``mnist_files`` and their splits ``data``; ``model`` and
-``loss``; ``train`` and ``checkpoint``; metric functions ``evaluate`` and one model's full
-evaluation ``evaluation``; ``tables``; figures ``plots`` / ``eval_plots``; the lab's job ``pipeline`` in run folders ``rundir``; experiments
-``sweep``, ``claims``, ``repeat``; ``report`` (HTML) with ``html_page``; ``artifact`` +
-``steps`` (what the KNIME node scripts call); ``cli``; ``files``, ``errors``.
+``loss``; ``train``, ``checkpoint`` and the rule of a resume ``resume``; metric functions
+``evaluate`` and one model's full evaluation ``evaluation``; ``tables`` (and their files); the
+lab's tables and figures of a model ``results``; figures ``plots`` / ``eval_plots``; the lab's
+job ``pipeline`` in run folders ``rundir``; experiments ``sweep``, ``claims``, ``repeat``;
+``report`` (HTML) with ``html_page``; ``artifact`` + ``steps`` (what the KNIME node scripts
+call); ``cli``; ``files``, ``errors``.
 """
 
 import importlib.util as _util

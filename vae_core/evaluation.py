@@ -25,9 +25,9 @@ from .data import MNISTData, load_mnist
 from .errors import RunDirError
 from .files import atomic_write_text
 from .model import VAE
-from .pipeline import TABLE_FORMATS, read_table, write_table
 from .rundir import CHECKPOINT, run_lock
 from .seeds import derive_seed
+from .tables import TABLE_FORMATS, read_table, write_table
 
 DEFAULT_IW_K = 1000
 DEFAULT_IW_IMAGES = 1000

@@ -19,8 +19,8 @@ from .errors import RunDirError
 from .evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K, METRICS_FILE, evaluate_run_dir, find_table
 from .files import atomic_write_text
 from .html_page import esc, figure_html, format_value, kv_table, page, table_html
-from .pipeline import read_table
 from .rundir import run_lock
+from .tables import read_table
 
 REPORT_FILE = "report.html"
 

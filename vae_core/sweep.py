@@ -41,8 +41,10 @@ from .evaluation import (
     write_evaluation,
 )
 from .files import atomic_write_text
-from .pipeline import Outputs, lab_results, read_table, run_summary, write_results, write_table
+from .pipeline import run_summary
+from .results import Outputs, lab_results, write_results
 from .rundir import CHECKPOINT, prepare_run_dir, run_lock
+from .tables import read_table, write_table
 from .train import TrainResult, train
 
 DEFAULT_LATENTS = (2, 5, 10, 20)
