@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vae_core.config import TrainConfig  # noqa: E402
-from vae_core.data import load_mnist, prepare_mnist  # noqa: E402
+from vae_core.data import load_mnist  # noqa: E402
+from vae_core.mnist_files import prepare_mnist  # noqa: E402
 from vae_core.train import native_bf16, resolve_device, train  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

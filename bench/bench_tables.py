@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from knime_ports import new_port_dir, read_table, write_table  # noqa: E402
 from knime_runner import Table  # noqa: E402
 
-from vae_core import pipeline, steps, tables  # noqa: E402
+from vae_core import results, steps, tables  # noqa: E402
 from vae_core.artifact import TrainedVAE, model_record  # noqa: E402
 from vae_core.config import TrainConfig  # noqa: E402
 from vae_core.data import MNISTData, load_mnist  # noqa: E402
@@ -82,7 +82,7 @@ def port_costs(data: MNISTData, record: dict, representation: str) -> dict[str, 
           tables.images_from_table)
     _edge(costs, "held-out images: Load MNIST -> Train VAE, Encode, Reconstruct", heldout,
           folder, 3, tables.images_from_table)
-    samples, images = pipeline.sample_part(data.train, 64, 0)
+    samples, images = results.sample_part(data.train, 64, 0)
     _edge(costs, "64 samples + image cells: Load MNIST -> Table View",
           tables.with_image_column(samples, images), folder, 1)
     encoded = steps.encode_step(record, heldout, params)

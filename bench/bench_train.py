@@ -2,7 +2,7 @@
 
 One command, one process, same machine and data:
   (a) the lab's loop as the seed wrote it: torchvision MNIST + ToTensor + DataLoader(128, shuffle)
-      + the seed's Encoder/Decoder/loss, Adam 1e-3, with a test pass each epoch;
+      + the seed's loss on vae_core's VAE (the seed's layers), Adam 1e-3, a test pass each epoch;
   (b) vae_core.train with the same hyperparameters: autograd (`loss.backward()` through
       VAE.forward and vae_loss), data in memory, fused Adam;
   (b') the same loop with the hand-written gradients vae_core used before (bench/alt_training.py);
@@ -33,7 +33,9 @@ from torch import nn
 
 from vae_core import evaluate
 from vae_core.config import TrainConfig
-from vae_core.data import load_mnist, prepare_mnist
+from vae_core.data import load_mnist
+from vae_core.mnist_files import prepare_mnist
+from vae_core.model import VAE
 from vae_core.train import train
 
 
@@ -42,28 +44,10 @@ def peak_rss_mb() -> float:
 
 
 # ----------------------------------------------------------------------------- (a) the lab
-class LabEncoder(nn.Module):
-    def __init__(self, latent_dim):
-        super().__init__()
-        self.fc1 = nn.Linear(784, 256)
-        self.fc_mu = nn.Linear(256, latent_dim)
-        self.fc_logvar = nn.Linear(256, latent_dim)
-
-    def forward(self, x):
-        x = torch.relu(self.fc1(x))
-        return self.fc_mu(x), self.fc_logvar(x)
-
-
-class LabDecoder(nn.Module):
-    def __init__(self, latent_dim):
-        super().__init__()
-        self.fc1 = nn.Linear(latent_dim, 256)
-        self.fc2 = nn.Linear(256, 784)
-
-    def forward(self, z):
-        return torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))
-
-
+# The seed's Encoder/Decoder have exactly vae_core's layers, built in the same order, so (a) uses
+# vae_core's VAE (same initial weights under the same seed). What stays the seed's is the loop:
+# torchvision's DataLoader, the decoder's sigmoid output and BCE on probabilities (lab_loss),
+# not vae_core's BCE-with-logits, and the global random state for init and noise.
 def lab_loss(recon_x, x, mu, logvar, beta=1.0):
     recon = nn.functional.binary_cross_entropy(recon_x, x, reduction="sum")
     kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
@@ -86,8 +70,9 @@ def run_lab_loop(root: Path, epochs: int, seed: int, limit: int | None = None) -
         test_ds = Subset(test_ds, range(min(limit, len(test_ds))))
     train_loader = DataLoader(train_ds, batch_size=128, shuffle=True)
     test_loader = DataLoader(test_ds, batch_size=128, shuffle=False)
-    enc, dec = LabEncoder(2), LabDecoder(2)
-    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-3)
+    model = VAE.from_config(TrainConfig(latent_dim=2, hidden_dim=256))
+    enc, dec = model.encoder, model.decode  # decode: the sigmoid of the logits, as the seed's
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     times, test_loss = [], float("nan")
     for _ in range(epochs):
         t0 = time.perf_counter()

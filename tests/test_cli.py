@@ -34,8 +34,7 @@ def assert_user_error(proc, *fragments):
 def _redrawn(run_dir, summary) -> dict[str, bytes]:
     from vae_core import evaluate, plots
     from vae_core.checkpoint import load_model
-    from vae_core.pipeline import read_table
-    from vae_core.tables import images_from_table
+    from vae_core.tables import images_from_table, read_table
 
     table = {n: read_table(run_dir / rel) for n, rel in summary["tables"].items()}
     rec = images_from_table(table["reconstructions"])

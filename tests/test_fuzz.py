@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.pandas import column, data_frames, range_indexes
 
-from vae_core.data import read_idx
 from vae_core.errors import DataError, TableError
+from vae_core.mnist_files import read_idx
 from vae_core.tables import PIXEL_COLUMNS, images_from_table
 
 

@@ -454,7 +454,7 @@ def test_workflow_reproduces_the_cli_pipeline(main_run, mnist_dir):
     from vae_core.artifact import TrainedVAE
     from vae_core.config import TrainConfig
     from vae_core.data import load_mnist
-    from vae_core.pipeline import lab_results
+    from vae_core.results import lab_results
     from vae_core.train import train
 
     trained = TrainedVAE.from_record(pickle.loads(main_run.out("Train VAE", 2)))

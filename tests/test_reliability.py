@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from vae_core import pipeline, rundir
+from vae_core import rundir, tables
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.errors import ConfigError, RunDirError
@@ -54,7 +54,7 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, mnist_dir):
 
 def test_failed_table_write_keeps_previous_version(tmp_path, monkeypatch):
     path = tmp_path / "loss.csv"
-    pipeline.write_table(pd.DataFrame({"a": [1, 2]}), path)
+    tables.write_table(pd.DataFrame({"a": [1, 2]}), path)
     before = path.read_bytes()
 
     def half_written(self, fh, **_kw):
@@ -63,7 +63,7 @@ def test_failed_table_write_keeps_previous_version(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_written)
     with pytest.raises(OSError):
-        pipeline.write_table(pd.DataFrame({"a": [3]}), path)
+        tables.write_table(pd.DataFrame({"a": [3]}), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["loss.csv"]
 

@@ -47,7 +47,7 @@ def test_rows_and_summary_agree(repeated):
 def test_neg_elbo_is_the_last_row_of_the_runs_loss_table(repeated, mnist_dir):
     """repeat reports the one held-out estimator: the same number the loss table ends on."""
     from vae_core.data import load_mnist
-    from vae_core.pipeline import read_table
+    from vae_core.tables import read_table
     from vae_core.train import train
 
     out, base, _ = repeated

@@ -17,9 +17,9 @@ from _small_sweep import small_sweep
 from vae_core.cli import main
 from vae_core.config import TrainConfig
 from vae_core.errors import RunDirError
-from vae_core.pipeline import read_table
 from vae_core.report import build_report, format_value
 from vae_core.sweep import REPEATS_DIR
+from vae_core.tables import read_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,8 +16,8 @@ import torch
 
 from vae_core import cli, pipeline, rundir
 from vae_core.checkpoint import load_checkpoint
-from vae_core.data import prepare_mnist
 from vae_core.errors import DataError, RunDirError, TrainingError
+from vae_core.mnist_files import prepare_mnist
 from vae_core.train import train as real_train
 
 # small and fast, and unlike the defaults (so "taken from the checkpoint" shows)

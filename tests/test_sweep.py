@@ -13,8 +13,8 @@ from vae_core.claims import judge_claims
 from vae_core.cli import main
 from vae_core.config import SWEEP_SHARED, TrainConfig
 from vae_core.errors import RunDirError
-from vae_core.pipeline import read_table
 from vae_core.sweep import EXPERIMENT_COLUMNS, config_name, run_sweep
+from vae_core.tables import read_table
 
 FAST = {"iw_k": 10, "iw_images": 40, "lab_outputs": False, "figures": False}
 
@@ -161,6 +161,66 @@ def test_interrupted_configuration_continues_from_its_checkpoint(tmp_path, mnist
     assert len(resumed) == 2
     cols = ["train_loss", "test_loss"]
     assert (resumed[cols].to_numpy() == straight[cols].to_numpy()).all()  # bit-identical
+
+
+def test_sweep_folder_of_the_earlier_layout_resumes(tmp_path, mnist_dir, base):
+    """Earlier versions trained each configuration in place (checkpoint.pt at the top of its
+    folder, no .incomplete/) and wrote config.json, summary.json and metrics.json themselves.
+    Such a folder, written here the way they wrote it, keeps its finished configuration as it is
+    and continues its interrupted one to the uninterrupted result, as a run folder."""
+    from vae_core.data import load_mnist
+    from vae_core.evaluation import evaluate_model, write_evaluation
+    from vae_core.rundir import STAGING, finished_checkpoint
+    from vae_core.tables import loss_table, write_table
+    from vae_core.train import train
+
+    shared = base.replace(epochs=2)
+    kept_cfg, cut_cfg = shared.replace(beta=1.0), shared.replace(beta=4.0)
+    data = load_mnist(shared, mnist_dir)
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "sweep.json").write_text(json.dumps(
+        {"latent_dims": [2], "betas": [1.0, 4.0], "iw_k": 10, "iw_images": 40,
+         "shared": {k: getattr(shared, k) for k in SWEEP_SHARED}}, indent=2) + "\n")
+    kept = out / "configs" / "z2_beta1"
+    kept.mkdir(parents=True)
+    (kept / "config.json").write_text(json.dumps(kept_cfg.to_dict(), indent=2) + "\n")
+    res = train(kept_cfg, data, checkpoint=kept / "checkpoint.pt", progress=False)
+    write_table(loss_table(res.history), kept / "tables" / "loss.csv")
+    (kept / "summary.json").write_text(json.dumps(
+        {"epochs": 2, "checkpoint": "checkpoint.pt", "tables": {"loss": "tables/loss.csv"},
+         "figures": {}}, indent=2) + "\n")
+    write_evaluation(evaluate_model(res.model, kept_cfg, data, iw_k=10, iw_images=40), kept,
+                     extra={"config": kept_cfg.to_dict(),
+                            "final_train_loss": res.history[-1]["train_loss"],
+                            "train_seconds": 1.0})
+    cut = out / "configs" / "z2_beta4"  # killed after its first epoch
+    cut.mkdir()
+    (cut / "config.json").write_text(json.dumps(cut_cfg.to_dict(), indent=2) + "\n")
+
+    def stop(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cut_cfg, data, checkpoint=cut / "checkpoint.pt", progress=False, on_epoch=stop)
+    before = {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()}
+
+    logs = []
+    got = run_sweep(out, shared, latent_dims=[2], betas=[1.0, 4.0], data_dir=mnist_dir,
+                    log=logs.append, **FAST)
+    assert got.reused == ["z2_beta1"] and got.trained == ["z2_beta4"]
+    assert {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()} == before
+    assert any("z2_beta4: continuing from its checkpoint" in m for m in logs)
+    resumed = read_table(cut / "tables" / "loss.csv")
+    straight = pd.DataFrame(train(cut_cfg, data, progress=False).history)
+    cols = ["train_loss", "test_loss"]
+    assert (resumed[cols].to_numpy() == straight[cols].to_numpy()).all()  # bit-identical
+    assert finished_checkpoint(cut) is not None and not (cut / STAGING).exists()
+    assert json.loads((cut / "config.json").read_text()) == cut_cfg.to_dict()
+    assert "total_seconds" in json.loads((cut / "summary.json").read_text())  # run's summary
+    assert got.experiments["config"].tolist() == ["z2_beta1", "z2_beta4"]
+    assert got.experiments.set_index("config").loc["z2_beta1", "neg_elbo"] == \
+        json.loads((kept / "metrics.json").read_text())["neg_elbo"]
 
 
 def test_sweep_refuses_other_settings_in_the_same_folder(tmp_path, mnist_dir, base):

@@ -79,7 +79,8 @@ def test_resume_after_interruption_equals_uninterrupted_run(three_epochs, small_
 
 def test_resume_with_other_architecture_is_refused(three_epochs, small_data):
     cfg, _, path = three_epochs
-    with pytest.raises(CheckpointError, match="latent_dim: 2 before, 5 now"):
+    with pytest.raises(CheckpointError, match="latent_dim: checkpoint 2, latent_dim=5. --resume "
+                                              "takes every setting from the checkpoint"):
         train(cfg.replace(latent_dim=5), small_data, checkpoint=path, resume=True,
               progress=False)
 
@@ -256,7 +257,7 @@ def test_training_follows_the_model_it_is_given(small_config, small_data, monkey
     def tanh_model(config):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = VAE(config.latent_dim, config.hidden_dim)
+            model = VAE.from_config(config)
             model.decoder.fc1 = nn.Sequential(model.decoder.fc1, nn.Tanh())
         return model
 

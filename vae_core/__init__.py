@@ -1,11 +1,13 @@
 """vae_core: a Variational Autoencoder on MNIST as a plain Python library (no KNIME imports).
 
 One concern per module (README, "Development", lists them): settings ``config`` and random
-streams ``seeds``; ``data``; ``model`` and ``loss``; ``train`` and ``checkpoint``; metric
-functions ``evaluate`` and one model's full evaluation ``evaluation``; ``tables``; figures
-``plots`` / ``eval_plots``; the lab's job ``pipeline`` in run folders ``rundir``; experiments
-``sweep``, ``claims``, ``repeat``; ``report`` (HTML) with ``html_page``; ``artifact`` +
-``steps`` (what the KNIME node scripts call); ``cli``; ``files``, ``errors``.
+streams ``seeds``; the MNIST files ``mnist_files`` and their splits ``data``; ``model`` and
+``loss``; ``train``, ``checkpoint`` and the rule of a resume ``resume``; metric functions
+``evaluate`` and one model's full evaluation ``evaluation``; ``tables`` (and their files); the
+lab's tables and figures of a model ``results``; figures ``plots`` / ``eval_plots``; the lab's
+job ``pipeline`` in run folders ``rundir``; experiments ``sweep``, ``claims``, ``repeat``;
+``report`` (HTML) with ``html_page``; ``artifact`` + ``steps`` (what the KNIME node scripts
+call); ``cli``; ``files``, ``errors``.
 """
 
 import importlib.util as _util

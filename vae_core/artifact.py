@@ -27,7 +27,7 @@ from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, VAEError
 from .files import atomic_write_bytes
 from .model import VAE
-from .rundir import CHECKPOINT
+from .rundir import CHECKPOINT, finished_checkpoint
 from .tables import LOSS_COLUMNS, loss_table
 
 FORMAT = "vae-mnist-model"
@@ -159,10 +159,11 @@ def load_model_file(path: str | Path) -> TrainedVAE:
     """
     path = Path(path)
     if path.is_dir():
-        if not (path / CHECKPOINT).is_file():
+        checkpoint = finished_checkpoint(path)
+        if checkpoint is None:
             raise CheckpointError(f"{path} is a folder without {CHECKPOINT}: neither a model file "
                                   "nor a vae-mnist run folder. Check model_path.")
-        path = path / CHECKPOINT
+        path = checkpoint
     if not path.is_file():
         raise CheckpointError(f"Model file {path} does not exist. Run the workflow that saves "
                               "the model first (Save Model), or check model_path.")

@@ -67,7 +67,7 @@ def config_of(state: dict[str, Any], path: str | Path = "checkpoint") -> TrainCo
 def model_from_state(state: dict[str, Any], path: str | Path = "checkpoint") -> VAE:
     """Rebuild the VAE stored in a checkpoint, on CPU, in eval mode."""
     config = config_of(state, path)
-    model = VAE(config.latent_dim, config.hidden_dim)
+    model = VAE.from_config(config)
     try:
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as exc:

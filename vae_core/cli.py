@@ -159,7 +159,7 @@ def _log(quiet: bool):
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
-    from .data import prepare_mnist
+    from .mnist_files import prepare_mnist
 
     root = prepare_mnist(args.data_dir, force=args.force, log=_log(args.quiet))
     print(f"MNIST verified (SHA-256) in {root / 'MNIST' / 'raw'}")

@@ -25,9 +25,9 @@ from .data import MNISTData, load_mnist
 from .errors import RunDirError
 from .files import atomic_write_text
 from .model import VAE
-from .pipeline import TABLE_FORMATS, read_table, write_table
-from .rundir import CHECKPOINT, run_lock
+from .rundir import CHECKPOINT, finished_checkpoint, run_lock
 from .seeds import derive_seed
+from .tables import TABLE_FORMATS, read_table, write_table
 
 DEFAULT_IW_K = 1000
 DEFAULT_IW_IMAGES = 1000
@@ -150,9 +150,10 @@ def evaluate_run_dir(run_dir: str | Path, *, data_dir: str | Path | None = None,
     if not run_dir.is_dir():
         raise not_a_run
     with run_lock(run_dir):  # checked under the lock: a finished swap may just have put it there
-        if not (run_dir / CHECKPOINT).is_file():
+        checkpoint = finished_checkpoint(run_dir)
+        if checkpoint is None:
             raise not_a_run
-        model, config = load_model(run_dir / CHECKPOINT)
+        model, config = load_model(checkpoint)
         data = load_mnist(config, data_dir, log=log)
         log(f"evaluating {run_dir} (L_{iw_k} on {min(iw_images, len(data.eval))} images) ...")
         ev = evaluate_model(model, config, data, iw_k=iw_k, iw_images=iw_images)

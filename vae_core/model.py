@@ -6,8 +6,13 @@ numerically stable BCE-with-logits while outputs stay the lab's pixel probabilit
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 IMAGE_PIXELS = 28 * 28
 
@@ -50,6 +55,11 @@ class VAE(nn.Module):
         self.hidden_dim = hidden_dim
         self.encoder = Encoder(latent_dim, hidden_dim)
         self.decoder = Decoder(latent_dim, hidden_dim)
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> VAE:
+        """The VAE a run's settings describe: the one place a model is built from them."""
+        return cls(config.latent_dim, config.hidden_dim)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

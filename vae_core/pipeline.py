@@ -1,6 +1,8 @@
-"""The lab's whole job as one call: load data, train, then every table and figure.
+"""The lab's whole job as one call: load data, train, then every table and figure, built into a
+run folder.
 
-Used by ``vae-mnist run`` / ``train`` and by the KNIME nodes. A run folder looks like::
+Used by ``vae-mnist run`` / ``train`` / ``import-model`` and by the sweep for each of its
+configurations (:mod:`vae_core.sweep`), so every run folder is made by this code. One looks like::
 
     config.json  checkpoint.pt  summary.json
     tables/  loss.csv latent.csv reconstructions.csv generated.csv samples.csv
@@ -15,168 +17,28 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import torch
-
-from . import evaluate, plots, rundir, tables
-from .checkpoint import config_of, load_checkpoint, save_checkpoint
-from .config import RESUME_MAY_CHANGE, RESUME_MUST_MATCH, TrainConfig, epochs_problem
-from .data import MNISTData, Split, load_mnist
+from . import plots, rundir, tables
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import MNISTData, load_mnist
 from .errors import CheckpointError, ConfigError, RunDirError
-from .files import atomic_open, atomic_write_text
-from .model import VAE
+from .files import atomic_write_text
+from .results import Outputs, lab_results, write_results
+from .resume import epochs_done, resume_config
 from .rundir import CHECKPOINT
-from .seeds import derive_seed
+from .tables import TABLE_FORMATS, write_table
 from .train import TrainResult, train
-
-TABLE_FORMATS = ("csv", "parquet")
-
-
-@dataclass
-class Outputs:
-    """What a finished run produced; paths are relative to the run folder."""
-
-    run_dir: Path
-    tables: dict[str, Path] = field(default_factory=dict)
-    figures: dict[str, Path] = field(default_factory=dict)
-    summary: dict = field(default_factory=dict)
-    # on --resume: the settings taken from the checkpoint (those the caller did not give)
-    from_checkpoint: dict[str, Any] = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------------------- tables
-def write_table(df: pd.DataFrame, path: Path) -> Path:
-    """Write a table atomically as CSV or Parquet (by suffix)."""
-    with atomic_open(path) as fh:
-        if path.suffix == ".parquet":
-            df.to_parquet(fh, index=False)
-        else:
-            df.to_csv(fh, index=False)
-    return path
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a table written by :func:`write_table`; every float64 comes back bit for bit.
-
-    CSV floats are parsed with ``float_precision="round_trip"``: pandas' default parser (2.0 in
-    KNIME 5.5 and 2.3 alike) is off by one unit in the last place for many values.
-    """
-    path = Path(path)
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path, float_precision="round_trip")
-
-
-# ----------------------------------------------------------------------------- results
-def pick(n_total: int, n: int, seed: int) -> torch.Tensor:
-    """``n`` distinct random positions out of ``n_total`` (seeded: the same every run)."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_total, generator=g)[: min(n, n_total)]
-
-
-@dataclass
-class LabResults:
-    """Every table of the lab, in memory, plus the image tensors the figures need."""
-
-    loss: pd.DataFrame
-    samples: pd.DataFrame
-    latent: pd.DataFrame
-    reconstructions: pd.DataFrame
-    generated: pd.DataFrame
-    sample_images: torch.Tensor
-    recon_pair: tuple[torch.Tensor, torch.Tensor]
-    generated_images: torch.Tensor
-
-
-def lab_results(model: VAE, config: TrainConfig, data: MNISTData, history: list[dict], *,
-                n_samples: int = 64, n_recon: int = 10, n_generated: int = 64) -> LabResults:
-    """Compute every table of the lab from a trained model (deterministic for a given seed)."""
-    samples, sample_images = sample_part(data.train, n_samples, config.seed)
-    recons, originals, recon_images = reconstruction_part(model, data.eval, n_recon, config.seed)
-    generated, generated_images = generated_part(model, n_generated, config.seed)
-    return LabResults(
-        loss=tables.loss_table(history), samples=samples,
-        latent=latent_part(model, data.eval), reconstructions=recons, generated=generated,
-        sample_images=sample_images, recon_pair=(originals, recon_images),
-        generated_images=generated_images,
-    )
-
-
-# The parts below are shared with the KNIME node steps (vae_core.steps). Each draws its own
-# seeded generator, so they give the same result in any order. ``split.source`` may be one
-# string or one string per image.
-def _sources(source, idx: torch.Tensor):
-    return source if isinstance(source, str) else [source[i] for i in idx.tolist()]
-
-
-def sample_part(split: Split, n: int, seed: int) -> tuple[pd.DataFrame, torch.Tensor]:
-    """Fig. 1 data: ``n`` seeded random images of ``split`` as a table, and their pixels."""
-    s = pick(len(split), n, derive_seed(seed, "samples"))
-    images = split.images[s]
-    return tables.image_table(split.ids[s], _sources(split.source, s), split.labels[s],
-                              images), images
-
-
-def latent_part(model: VAE, split: Split) -> pd.DataFrame:
-    """Fig. 6 data: latent means (and log-variances) of every image of ``split``."""
-    mu, logvar = evaluate.encode(model, split.images)
-    return tables.latent_table(split.ids, split.source, split.labels, mu, logvar)
-
-
-def reconstruction_part(model: VAE, split: Split, n: int, seed: int
-                        ) -> tuple[pd.DataFrame, torch.Tensor, torch.Tensor]:
-    """Fig. 5 data: ``n`` seeded random images of ``split`` and their reconstructions."""
-    r = pick(len(split), n, derive_seed(seed, "reconstructions"))
-    originals = split.images[r]
-    recons = evaluate.reconstruct(model, originals)
-    table = tables.reconstruction_table(split.ids[r], _sources(split.source, r),
-                                        split.labels[r], originals, recons,
-                                        evaluate.recon_bce(originals, recons))
-    return table, originals, recons
-
-
-def generated_part(model: VAE, n: int, seed: int) -> tuple[pd.DataFrame, torch.Tensor]:
-    """Fig. 7 data: ``n`` digits decoded from seeded z ~ N(0, I)."""
-    z, images = evaluate.generate(model, n, seed=derive_seed(seed, "generated"))
-    return tables.generated_table(z, images), images
-
-
-def write_results(res: LabResults, model: VAE, run_dir: Path, table_format: str = "csv"
-                  ) -> Outputs:
-    out = Outputs(run_dir=run_dir)
-    if table_format not in TABLE_FORMATS:
-        raise ConfigError(f"Unknown table format {table_format!r}; use one of {TABLE_FORMATS}.")
-    for name in ("loss", "samples", "latent", "reconstructions", "generated"):
-        path = Path("tables") / f"{name}.{table_format}"
-        write_table(getattr(res, name), run_dir / path)
-        out.tables[name] = path
-    figures = {
-        "samples": plots.samples_figure(res.sample_images),
-        "loss": plots.loss_figure(res.loss),
-        "reconstructions": plots.reconstruction_figure(*res.recon_pair),
-        "latent": plots.latent_figure(res.latent),
-        "generated": plots.generated_figure(res.generated_images),
-    }
-    if model.latent_dim == 2:
-        n = 20
-        z, images = evaluate.manifold(model, n)
-        figures["manifold"] = plots.manifold_figure(images, z, n)
-    for name, fig in figures.items():
-        path = Path("figures") / f"{name}.png"
-        plots.save_figure(fig, run_dir / path)
-        out.figures[name] = path
-    return out
 
 
 # ----------------------------------------------------------------------------- entry points
 def run_training(config: TrainConfig | Mapping[str, Any], run_dir: str | Path, *,
-                 sources: Mapping[str, str] | None = None, data_dir=None, resume: bool = False,
-                 overwrite: bool = False, progress: bool = True, with_results: bool = True,
-                 table_format: str = "csv", log: Callable[[str], None] = print) -> Outputs:
+                 sources: Mapping[str, str] | None = None, data_dir=None,
+                 data: MNISTData | None = None, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True, with_results: bool = True, table_format: str = "csv",
+                 log: Callable[[str], None] = print) -> Outputs:
     """Train into ``run_dir`` (checkpoint each epoch), then write tables and figures.
 
     The run is built in ``run_dir/.incomplete`` and replaces what ``run_dir`` held (all of it)
@@ -188,8 +50,10 @@ def run_training(config: TrainConfig | Mapping[str, Any], run_dir: str | Path, *
     ``resume`` the checkpoint's values fill them in); a :class:`TrainConfig` gives them all.
     ``resume`` continues the interrupted training in ``.incomplete/`` if there is one, else the
     finished run; a given setting that contradicts its checkpoint is an error unless it is in
-    ``RESUME_MAY_CHANGE`` (:func:`resume_config`). ``sources`` says how each given setting was
-    given (``"--latent-dim 5"``), for the messages.
+    ``RESUME_MAY_CHANGE`` (:func:`vae_core.resume.resume_config`). ``sources`` says how each
+    given setting was given (``"--latent-dim 5"``), for the messages. ``data``: the splits of
+    these settings, already loaded (a sweep loads them once for its grid); else read from
+    ``data_dir``.
     """
     if table_format not in TABLE_FORMATS:
         raise ConfigError(f"Unknown table format {table_format!r}; use one of {TABLE_FORMATS}.")
@@ -213,8 +77,8 @@ def run_training(config: TrainConfig | Mapping[str, Any], run_dir: str | Path, *
                 raise RunDirError(f"Run folder {run_dir} was made from a saved model "
                                   f"({state['imported_from']}) and holds no optimizer state, so "
                                   "it cannot be resumed. Train a new run instead.")
-            saved, done = config_of(state, source), _epochs_done(state, source)
-            wanted = resume_config(saved, done, given, sources or {}, source)
+            wanted = resume_config(state, source, given, sources or {})
+            done = epochs_done(state, source)
             taken = {k: v for k, v in wanted.to_dict().items() if k not in given}
             # the settings taken are the caller's to show (Outputs.from_checkpoint)
             log(f"Resuming {source} after epoch {done} (training to {wanted.epochs}).")
@@ -230,8 +94,9 @@ def run_training(config: TrainConfig | Mapping[str, Any], run_dir: str | Path, *
         seed = finished if resume and not continuing else None
         with rundir.staging(run_dir, continue_unfinished=continuing,
                             seed_checkpoint=seed) as stage:
-            out = _build(wanted, stage, data_dir=data_dir, resume=resume, progress=progress,
-                         with_results=with_results, table_format=table_format, log=log)
+            out = _build(wanted, stage, data_dir=data_dir, data=data, resume=resume,
+                         progress=progress, with_results=with_results,
+                         table_format=table_format, log=log)
     out.run_dir = run_dir
     out.from_checkpoint = taken
     return out
@@ -278,7 +143,7 @@ def import_model(model_file: str | Path, run_dir: str | Path, *, data_dir=None,
 
 def run_summary(config: TrainConfig, result: TrainResult, data: MNISTData, out: Outputs,
                 train_seconds: float) -> dict[str, Any]:
-    """What ``summary.json`` says of a trained run (a sweep configuration's too)."""
+    """What ``summary.json`` says of a trained run."""
     last = result.history[-1]
     return {
         "epochs": int(last["epoch"]), "latent_dim": config.latent_dim, "beta": config.beta,
@@ -294,48 +159,14 @@ def run_summary(config: TrainConfig, result: TrainResult, data: MNISTData, out: 
     }
 
 
-def resume_config(saved: TrainConfig, epochs_done: int, given: Mapping[str, Any],
-                  sources: Mapping[str, str], path: Path) -> TrainConfig:
-    """The settings of a resumed run: the checkpoint's, with the given ones that may change.
-
-    One :class:`ConfigError` names every given setting that contradicts the checkpoint (with
-    both values), or an epoch count that is smaller than what was trained or that a learning
-    rate schedule fixes.
-    """
-    def label(name: str) -> str:
-        return sources.get(name, f"{name}={given[name]!r}")
-
-    wanted = TrainConfig.from_dict({**saved.to_dict(), **given})
-    clashes = [f"{n}: checkpoint {getattr(saved, n)!r}, {label(n)}" for n in RESUME_MUST_MATCH
-               if n in given and getattr(wanted, n) != getattr(saved, n)]
-    if clashes:
-        raise ConfigError(
-            f"Cannot resume {path}: " + "; ".join(clashes) + ". --resume takes every setting "
-            f"from the checkpoint; only {' and '.join(RESUME_MAY_CHANGE)} may change. Leave "
-            f"{'this setting' if len(clashes) == 1 else 'these settings'} out, or start a new "
-            "run with --overwrite or another --run-dir.")
-    problem = epochs_problem(saved, wanted.epochs, epochs_done) if "epochs" in given else None
-    if problem:
-        raise ConfigError(f"Cannot resume {path} with {label('epochs')}: {problem}. Leave epochs "
-                          f"out to keep {saved.epochs}, or start a new run with --overwrite or "
-                          "another --run-dir.")
-    return wanted
-
-
-def _epochs_done(state: dict, path: Path) -> int:
-    try:
-        return int(state["epoch"])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"Checkpoint {path} has no valid epoch count. Delete it and "
-                              "retrain, or restore a good copy.") from None
-
-
-def _build(config: TrainConfig, stage: Path, *, data_dir, resume: bool, progress: bool,
-           with_results: bool, table_format: str, log: Callable[[str], None]) -> Outputs:
+def _build(config: TrainConfig, stage: Path, *, data_dir, data: MNISTData | None, resume: bool,
+           progress: bool, with_results: bool, table_format: str,
+           log: Callable[[str], None]) -> Outputs:
     """Train into ``stage`` (continuing its checkpoint on ``resume``), then write every output
     there; ``stage`` ends up holding exactly this run's files."""
     started = time.perf_counter()
-    data = load_mnist(config, data_dir, log=log)
+    if data is None:
+        data = load_mnist(config, data_dir, log=log)
     train_started = time.perf_counter()
     result: TrainResult = train(config, data, checkpoint=stage / CHECKPOINT, resume=resume,
                                 progress=progress)
@@ -354,6 +185,7 @@ def _build(config: TrainConfig, stage: Path, *, data_dir, resume: bool, progress
     out.summary = {**run_summary(config, result, data, out, train_seconds),
                    "total_seconds": round(time.perf_counter() - started, 2)}
     _write_run_files(stage, config, out.summary)
+    out.result = result
     return out
 
 

@@ -20,8 +20,8 @@ from .config import OPTIMISATION, RECIPE_SETTINGS, REPEAT_VARIES, TrainConfig, d
 from .data import load_mnist
 from .errors import ConfigError, RunDirError
 from .files import atomic_write_text
-from .pipeline import write_table
 from .rundir import prepare_run_dir, run_lock
+from .tables import read_table, write_table
 from .train import train
 
 RUNS_FILE = "repeats.csv"
@@ -113,8 +113,6 @@ def _read_runs(out_dir: Path) -> pd.DataFrame:
     path = out_dir / RUNS_FILE
     if not path.is_file():
         return pd.DataFrame(columns=RUN_COLUMNS)
-    from .pipeline import read_table  # every stored table is read one way (exact floats)
-
     try:
         runs = read_table(path)
     except (OSError, ValueError) as exc:

@@ -19,8 +19,8 @@ from .errors import RunDirError
 from .evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K, METRICS_FILE, evaluate_run_dir, find_table
 from .files import atomic_write_text
 from .html_page import esc, figure_html, format_value, kv_table, page, table_html
-from .pipeline import read_table
-from .rundir import run_lock
+from .rundir import finished_checkpoint, run_lock
+from .tables import read_table
 
 REPORT_FILE = "report.html"
 
@@ -303,7 +303,7 @@ def write_report(folder: str | Path, output: str | Path | None = None, *, data_d
     folder = Path(folder)
     is_run = (folder / "config.json").is_file() and not (folder / "sweep.json").is_file()
     if (is_run and evaluate_missing and not (folder / METRICS_FILE).is_file()
-            and (folder / "checkpoint.pt").is_file()):
+            and finished_checkpoint(folder) is not None):
         evaluate_run_dir(folder, data_dir=data_dir, iw_k=iw_k, iw_images=iw_images, log=log)
     path = Path(output) if output else folder / REPORT_FILE
     inside = folder.is_dir() and path.resolve().parent.is_relative_to(folder.resolve())

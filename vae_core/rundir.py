@@ -133,7 +133,11 @@ def settle(folder: str | Path) -> None:
 
 # ----------------------------------------------------------------------------- what it holds
 def finished_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint of the finished run, if the folder holds one."""
+    """The checkpoint of the finished run the folder shows, or None: the one test of a finished
+    run folder (``vae-mnist run``, a sweep's configurations, ``evaluate``, ``report``, Load
+    Model). A build reaches the top of the folder only with its swap; a folder of an earlier
+    sweep, which trained in place, may show an unfinished training there, which a resume
+    continues."""
     path = run_dir / CHECKPOINT
     return path if _is_file(path) else None
 

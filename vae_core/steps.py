@@ -5,7 +5,7 @@ The scripts in ``nodes/`` only move data between ``knime.scripting.io`` and thes
 so all the logic is testable without KNIME. Tables come from :mod:`vae_core.tables` (fresh
 RangeIndex → unique RowIDs, KNIME-safe dtypes); figures from :mod:`vae_core.plots`.
 Downstream nodes draw their random picks from the *model's* seed, exactly like
-:func:`vae_core.pipeline.lab_results`, so the workflow reproduces ``vae-mnist run``.
+:func:`vae_core.results.lab_results`, so the workflow reproduces ``vae-mnist run``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import pipeline, plots, tables
+from . import plots, results, tables
 from .artifact import (
     TrainedVAE,
     load_model_file,
@@ -156,7 +156,7 @@ class ModelAndTable(NamedTuple):
 def load_mnist_step(params: NodeParams, n_samples: int = 64) -> LoadOutput:
     """Load MNIST: training and held-out images as tables, 64 samples as a table and PNG."""
     data = load_mnist(params.config, params.data_dir)
-    samples, images = pipeline.sample_part(data.train, n_samples, params.config.seed)
+    samples, images = results.sample_part(data.train, n_samples, params.config.seed)
     samples = tables.with_image_column(samples, images)
     tr, ev = data.train, data.eval
     return LoadOutput(tables.image_table(tr.ids, tr.source, tr.labels, tr.images),
@@ -205,9 +205,9 @@ def encode_step(model: Any, table: pd.DataFrame, params: NodeParams,
     (z1, z2, or the first two principal components of all latent means) and their digits."""
     vae, seed = _model(model, params)
     split = split_from_table(table)
-    latent = pipeline.latent_part(vae, split)
+    latent = results.latent_part(vae, split)
     plane, x_title, y_title = tables.latent_plane(latent[tables.z_columns(vae.latent_dim)])
-    rows = pipeline.pick(len(latent), explorer_rows, derive_seed(seed, "explorer")).sort().values
+    rows = results.pick(len(latent), explorer_rows, derive_seed(seed, "explorer")).sort().values
     explorer = latent.iloc[rows.numpy()].drop(
         columns=[c for c in latent.columns if c.startswith("logvar")])
     explorer.insert(4, "plot_x", plane[rows.numpy(), 0])
@@ -222,7 +222,7 @@ def reconstruct_step(model: Any, table: pd.DataFrame, params: NodeParams, n: int
     """``n`` seeded random images of the table and their reconstructions (Fig. 5), each row
     with its digit as an image cell."""
     vae, seed = _model(model, params)
-    recon, originals, recons = pipeline.reconstruction_part(vae, split_from_table(table), n, seed)
+    recon, originals, recons = results.reconstruction_part(vae, split_from_table(table), n, seed)
     pairs = torch.stack([originals, recons], dim=1).reshape(-1, originals.shape[-1])
     return TableAndImage(tables.with_image_column(recon, pairs),
                          plots.figure_png(plots.reconstruction_figure(originals, recons)))
@@ -231,7 +231,7 @@ def reconstruct_step(model: Any, table: pd.DataFrame, params: NodeParams, n: int
 def generate_step(model: Any, params: NodeParams, n: int = 64) -> TableAndImage:
     """``n`` digits decoded from z ~ N(0, I) (Fig. 7), with image cells."""
     vae, seed = _model(model, params)
-    generated, images = pipeline.generated_part(vae, n, seed)
+    generated, images = results.generated_part(vae, n, seed)
     return TableAndImage(tables.with_image_column(generated, images),
                          plots.figure_png(plots.generated_figure(images)))
 

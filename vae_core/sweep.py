@@ -5,16 +5,20 @@ verdicts on the lab's claims in ``claims``.
 A sweep folder looks like::
 
     sweep.json                      the grid and the shared settings (checked on resume)
-    configs/z2_beta1/               a full run folder per configuration (config.json,
-                                    checkpoint.pt, summary.json, metrics.json, tables/, figures/)
+    configs/z2_beta1/               a run folder per configuration, made by the code of
+                                    `vae-mnist run` (or of `train`, with lab_outputs=False),
+                                    then evaluated (metrics.json, as `vae-mnist evaluate`)
     experiments.csv                 one row per finished configuration
     kl_per_dim.csv  histories.csv   long tables behind the figures
     figures/*.png   claims.json  claims.md
     repeats/<name>/                 optional: `vae-mnist repeat` folders (`make targets`), shown
                                     by the report as the held-out neg-ELBO over seeds
 
-``metrics.json`` is written last and atomically: a configuration that has it is finished and is
-never redone; one with only a checkpoint continues from its last epoch.
+A configuration is done when its folder is a finished run folder (:mod:`vae_core.rundir`) that
+was evaluated (``metrics.json``, written last) with the configuration's settings; it is never
+redone. One with a checkpoint and no metrics continues from its checkpoint, like
+``vae-mnist run --resume``. Folders of earlier versions, which trained in place with
+``checkpoint.pt`` at the top and no ``.incomplete/``, read the same way.
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ from .evaluation import (
     write_evaluation,
 )
 from .files import atomic_write_text
-from .pipeline import Outputs, lab_results, read_table, run_summary, write_results, write_table
-from .rundir import CHECKPOINT, prepare_run_dir, run_lock
-from .train import TrainResult, train
+from .pipeline import run_training
+from .rundir import finished_checkpoint, prepare_run_dir, run_lock, settle, unfinished_checkpoint
+from .tables import read_table, write_table
+from .train import TrainResult
 
 DEFAULT_LATENTS = (2, 5, 10, 20)
 DEFAULT_BETAS = (0.5, 1.0, 2.0, 4.0)
@@ -106,9 +111,10 @@ def _check_sweep_file(out_dir: Path, spec: dict) -> None:
 
 
 def _finished(cfg_dir: Path, config: TrainConfig) -> dict | None:
-    """The metrics of a finished configuration trained with ``config``'s result settings."""
+    """The metrics of a done configuration: a finished run folder evaluated with ``config``'s
+    result settings."""
     path = cfg_dir / METRICS_FILE
-    if not path.is_file():
+    if finished_checkpoint(cfg_dir) is None or not path.is_file():
         return None
     try:
         metrics = json.loads(path.read_text())
@@ -150,6 +156,7 @@ def run_sweep(out_dir: str | Path, base: TrainConfig | None = None, *,
             name = config_name(config)
             tag = f"[{i + 1}/{len(configs)}] {name}"
             cfg_dir = out_dir / "configs" / name
+            settle(cfg_dir)  # a swap a crash interrupted is finished first
             if _finished(cfg_dir, config) is not None:
                 result.reused.append(name)
                 log(f"{tag}: finished earlier, kept")
@@ -157,8 +164,8 @@ def run_sweep(out_dir: str | Path, base: TrainConfig | None = None, *,
             if data is None:  # the grid shares the split: load it once, only if needed
                 data = load_mnist(base, data_dir, log=log)
                 pca = evaluate.PCA(data.train.images)  # one PCA baseline for every latent size
-            res = _train_one(config, data, cfg_dir, progress, log, tag)
-            _finish_one(config, res, data, cfg_dir, iw_k, iw_images, pca, log, tag, lab_outputs)
+            res = _train_one(config, data, cfg_dir, progress, log, tag, lab_outputs)
+            _evaluate_one(config, res, data, cfg_dir, iw_k, iw_images, pca, log, tag)
             result.trained.append(name)
             _write_tables(out_dir, configs)
             if on_config_done is not None:
@@ -173,36 +180,30 @@ def run_sweep(out_dir: str | Path, base: TrainConfig | None = None, *,
 
 
 def _train_one(config: TrainConfig, data: MNISTData, cfg_dir: Path, progress: bool,
-               log: Callable[[str], None], tag: str) -> TrainResult:
-    """Train one configuration into its folder; one with a checkpoint (an interrupted sweep)
-    continues from it."""
-    cfg_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-    ckpt = cfg_dir / CHECKPOINT
-    resume = ckpt.is_file()
+               log: Callable[[str], None], tag: str, lab_outputs: bool) -> TrainResult:
+    """Make ``cfg_dir`` a finished run folder of ``config`` with the code of ``vae-mnist run``
+    (``train`` without ``lab_outputs``); one with a checkpoint (an interrupted sweep) continues
+    from it, as ``--resume`` does."""
+    resume = (unfinished_checkpoint(cfg_dir) or finished_checkpoint(cfg_dir)) is not None
     how = "continuing from its checkpoint" if resume else "training"
     log(f"{tag}: {how} ({config.epochs} epochs) ...")
     try:
-        return train(config, data, checkpoint=ckpt, resume=resume, progress=progress)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{exc} (sweep configuration folder {cfg_dir}: delete it to "
-                              "train that configuration again)") from None
+        out = run_training(config, cfg_dir, data=data, resume=resume, progress=progress,
+                           with_results=lab_outputs, log=lambda _m: None)  # it logs its own
+    except (CheckpointError, ConfigError) as exc:
+        raise type(exc)(f"{exc} (sweep configuration folder {cfg_dir}: delete it to train "
+                        "that configuration again)") from None
+    assert out.result is not None
+    return out.result
 
 
-def _finish_one(config: TrainConfig, res: TrainResult, data: MNISTData, cfg_dir: Path,
-                iw_k: int, iw_images: int, pca: evaluate.PCA | None,
-                log: Callable[[str], None], tag: str, lab_outputs: bool = True) -> None:
-    """Write a trained configuration's tables, figures and metrics; metrics.json marks it done."""
+def _evaluate_one(config: TrainConfig, res: TrainResult, data: MNISTData, cfg_dir: Path,
+                  iw_k: int, iw_images: int, pca: evaluate.PCA | None,
+                  log: Callable[[str], None], tag: str) -> None:
+    """Evaluate a trained configuration into its run folder; metrics.json marks it done."""
     train_seconds = float(sum(r["seconds"] for r in res.history))
-    if lab_outputs:
-        out = write_results(lab_results(res.model, config, data, res.history), res.model, cfg_dir)
-    else:
-        out = Outputs(run_dir=cfg_dir, tables={"loss": Path("tables") / "loss.csv"})
-        write_table(tables.loss_table(res.history), cfg_dir / out.tables["loss"])
     ev = evaluate_model(res.model, config, data, iw_k=iw_k, iw_images=iw_images, pca=pca)
     last = res.history[-1]
-    summary = run_summary(config, res, data, out, train_seconds)
-    atomic_write_text(cfg_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_evaluation(ev, cfg_dir, extra={
         "config": config.to_dict(), "final_train_loss": last["train_loss"],
         "train_seconds": train_seconds})

@@ -1,5 +1,5 @@
 """Results as pandas DataFrames with KNIME-safe dtypes (int32 grey levels, int64, float64, bool,
-string).
+string), and the one way every table is written to and read from a file.
 
 These schemas are the contract the KNIME nodes use; README documents them. Every table has a
 fresh RangeIndex, so KNIME's RowIDs come out unique (Row0, Row1, ...).
@@ -9,17 +9,42 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .errors import TableError
+from .files import atomic_open
 from .model import IMAGE_PIXELS
 
 PIXEL_COLUMNS = [f"pixel_{i}" for i in range(IMAGE_PIXELS)]
 LOSS_COLUMNS = ["epoch", "train_loss", "train_recon", "train_kl",
                 "test_loss", "test_recon", "test_kl", "seconds"]
+TABLE_FORMATS = ("csv", "parquet")
+
+
+def write_table(df: pd.DataFrame, path: Path) -> Path:
+    """Write a table atomically as CSV or Parquet (by suffix)."""
+    with atomic_open(path) as fh:
+        if path.suffix == ".parquet":
+            df.to_parquet(fh, index=False)
+        else:
+            df.to_csv(fh, index=False)
+    return path
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a table written by :func:`write_table`; every float64 comes back bit for bit.
+
+    CSV floats are parsed with ``float_precision="round_trip"``: pandas' default parser (2.0 in
+    KNIME 5.5 and 2.3 alike) is off by one unit in the last place for many values.
+    """
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, float_precision="round_trip")
 
 
 def z_columns(k: int) -> list[str]:
@@ -211,7 +236,7 @@ def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.T
         if not integer:
             warnings.warn(f"Pixel values of the {what} go up to {hi:g}: read as 0-255 grey "
                           "levels and divided by 255.", stacklevel=2)
-        # the same float32 division as reading the MNIST files (data.py): bit-identical pixels
+        # the same float32 division as reading the MNIST files (data): bit-identical pixels
         levels = np.ascontiguousarray(arr, dtype=np.int32)
         return torch.from_numpy(levels).to(torch.float32).div_(255.0)
     # row-major like the MNIST tensors: a column-major copy would change matmul rounding

@@ -17,13 +17,14 @@ from pathlib import Path
 import torch
 
 from . import seeds
-from .checkpoint import config_of, load_checkpoint, save_checkpoint
-from .config import RESUME_MUST_MATCH, TrainConfig, differences, epochs_problem
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
 from .data import MNISTData
 from .errors import CheckpointError, ConfigError, TrainingError
 from .evaluate import heldout_loss
 from .loss import vae_loss
 from .model import VAE
+from .resume import resume_config
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_recon", "train_kl",
                    "test_loss", "test_recon", "test_kl", "seconds")
@@ -116,7 +117,7 @@ def new_model(config: TrainConfig) -> VAE:
     """The initial VAE of a run, from the run's "init" stream (the global RNG is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seeds.derive_seed(config.seed, "init"))
-        return VAE(config.latent_dim, config.hidden_dim)
+        return VAE.from_config(config)
 
 
 def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None = None,
@@ -233,12 +234,12 @@ def _resume(config: TrainConfig, path: str | Path | None, model: VAE,
         raise CheckpointError(f"Nothing to resume: no checkpoint at {path}. Start the run "
                               "without --resume.")
     state = load_checkpoint(path)
-    check_resumable(config_of(state, path), config, int(state.get("epoch", 0)), path)
+    resume_config(state, path, config.to_dict(), error=CheckpointError)
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         # the rate follows the schedule of the run being resumed (a changed epoch count is
-        # allowed only with the constant rate, see check_resumable)
+        # allowed only with the constant rate, see resume_config)
         shuffle_gen.set_state(state["rng"]["shuffle"])
         noise_gen.set_state(state["rng"]["noise"].to("cpu"))
         hist = state["history"]
@@ -246,18 +247,6 @@ def _resume(config: TrainConfig, path: str | Path | None, model: VAE,
     except (KeyError, RuntimeError, ValueError, IndexError, TypeError) as exc:
         raise CheckpointError(f"Checkpoint {path} cannot be resumed "
                               f"({str(exc).splitlines()[0]}).") from None
-
-
-def check_resumable(saved: TrainConfig, wanted: TrainConfig, trained_epochs: int, path) -> None:
-    """Refuse a resume that would not continue the checkpoint's own training."""
-    diffs = differences(saved, wanted, RESUME_MUST_MATCH)
-    if diffs:
-        raise CheckpointError(f"Cannot resume from {path}: it was trained with other settings ("
-                              + "; ".join(diffs) + "). Use the same settings, or a new run folder.")
-    problem = epochs_problem(saved, wanted.epochs, trained_epochs)
-    if problem:
-        raise CheckpointError(f"Cannot resume from {path} with epochs={wanted.epochs}: "
-                              f"{problem}.")
 
 
 def _progress(total: int, initial: int, enabled: bool):
