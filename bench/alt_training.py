@@ -5,7 +5,7 @@
 - ``train_vmap``: G models of one shape (a sweep group: same data, own β, own weights, own noise)
   in one step, ``torch.func.vmap`` of ``grad`` over stacked parameters.
 
-Both mirror ``vae_core.train.train``: the same initial weights, batch order and noise streams,
+Both mirror ``vae_core.training.loop.train``: the same initial weights, batch order and noise streams,
 in-memory batches, fused Adam, the held-out estimate after each epoch. They return, per model,
 the trained VAE and its history (epoch, train_loss, test_loss, seconds), with no checkpoints.
 """
@@ -21,10 +21,10 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from vae_core import seeds
 from vae_core.config import RESULT_SETTINGS, TrainConfig, differences
-from vae_core.data import MNISTData
-from vae_core.evaluate import heldout_loss
-from vae_core.loss import vae_loss
-from vae_core.train import new_model
+from vae_core.data.splits import MNISTData
+from vae_core.evaluation.estimators import heldout_loss
+from vae_core.model.loss import vae_loss
+from vae_core.training.loop import new_model
 
 
 def _check_group(configs: Sequence[TrainConfig]) -> None:

@@ -10,7 +10,7 @@
   and seed (the targets: bf16 within 0.5 nat of fp32 at z = 2 and z = 20 over 3 seeds);
 - the whole ``vae-mnist run`` wall time in both precisions (``--cli``).
 
-bf16 runs only where the device computes it natively (``vae_core.train.native_bf16``); elsewhere
+bf16 runs only where the device computes it natively (``vae_core.training.loop.native_bf16``); elsewhere
 the script says so and measures how slow emulated bf16 products are instead. Results are written
 to ``--json`` after every part, so an interrupted run keeps what it measured.
 """
@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vae_core.config import TrainConfig  # noqa: E402
-from vae_core.data import load_mnist  # noqa: E402
-from vae_core.mnist_files import prepare_mnist  # noqa: E402
-from vae_core.train import native_bf16, resolve_device, train  # noqa: E402
+from vae_core.data.sources import prepare_mnist  # noqa: E402
+from vae_core.data.splits import load_mnist  # noqa: E402
+from vae_core.training.loop import native_bf16, resolve_device, train  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -20,8 +20,8 @@ import torch
 from alt_training import train_handwritten, train_vmap
 
 from vae_core.config import TrainConfig
-from vae_core.data import load_mnist
-from vae_core.train import train
+from vae_core.data.splits import load_mnist
+from vae_core.training.loop import train
 
 LATENTS = (2, 5, 10, 20)
 BETAS = (0.5, 1.0, 2.0, 4.0)

@@ -33,11 +33,12 @@ sys.path.insert(0, str(ROOT))
 from knime_ports import new_port_dir, read_table, write_table  # noqa: E402
 from knime_runner import Table  # noqa: E402
 
-from vae_core import results, steps, tables  # noqa: E402
-from vae_core.artifact import TrainedVAE, model_record  # noqa: E402
 from vae_core.config import TrainConfig  # noqa: E402
-from vae_core.data import MNISTData, load_mnist  # noqa: E402
-from vae_core.train import train  # noqa: E402
+from vae_core.data.splits import MNISTData, load_mnist  # noqa: E402
+from vae_core.nodes import steps  # noqa: E402
+from vae_core.outputs import results, tables  # noqa: E402
+from vae_core.training.loop import train  # noqa: E402
+from vae_core.training.model_file import TrainedVAE, model_record  # noqa: E402
 
 TARGET = 0.15  # table I/O at most 15 % of the workflow's training time (issue 11)
 
@@ -66,7 +67,7 @@ def _edge(costs: dict, name: str, df: pd.DataFrame, folder: Path, readers: int,
 
 def port_costs(data: MNISTData, record: dict, representation: str) -> dict[str, float]:
     """Seconds of every table port of VAE_MNIST, each table exactly as its node makes it
-    (vae_core.steps), sent once and received once per node it feeds."""
+    (vae_core.nodes.steps), sent once and received once per node it feeds."""
     def image_table(split):
         df = tables.image_table(split.ids, split.source, split.labels, split.images)
         if representation == "float64":
@@ -105,12 +106,12 @@ def port_costs(data: MNISTData, record: dict, representation: str) -> dict[str, 
 
 NODE_START = ("import sys\nimport knime.scripting.io as knio\n"
               "sys.path.insert(0, knio.get_workflow_data_area_dir())\n"
-              "from vae_core.steps import params_from_flow_variables\n")
+              "from vae_core.nodes.steps import params_from_flow_variables\n")
 
 
 def node_start_seconds(repeats: int = 3) -> float:
     """Median wall time of a fresh node process that starts, imports what every node script
-    imports (KNIME's Python side, vae_core.steps, torch) and finishes: what a KNIME loop pays
+    imports (KNIME's Python side, vae_core.nodes.steps, torch) and finishes: what a KNIME loop pays
     again for each iteration of a Python node."""
     import shutil
     import tempfile

@@ -3,7 +3,7 @@
 One command, one process, same machine and data:
   (a) the lab's loop as the seed wrote it: torchvision MNIST + ToTensor + DataLoader(128, shuffle)
       + the seed's loss on vae_core's VAE (the seed's layers), Adam 1e-3, a test pass each epoch;
-  (b) vae_core.train with the same hyperparameters: autograd (`loss.backward()` through
+  (b) vae_core.training.loop with the same hyperparameters: autograd (`loss.backward()` through
       VAE.forward and vae_loss), data in memory, fused Adam;
   (b') the same loop with the hand-written gradients vae_core used before (bench/alt_training.py);
   (c) the arithmetic floor: only the five 128x784x256 matrix products of each step.
@@ -31,12 +31,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vae_core import evaluate
 from vae_core.config import TrainConfig
-from vae_core.data import load_mnist
-from vae_core.mnist_files import prepare_mnist
-from vae_core.model import VAE
-from vae_core.train import train
+from vae_core.data.sources import prepare_mnist
+from vae_core.data.splits import load_mnist
+from vae_core.evaluation import estimators
+from vae_core.model.network import VAE
+from vae_core.training.loop import train
 
 
 def peak_rss_mb() -> float:
@@ -109,12 +109,12 @@ def run_core(root: Path, epochs: int, seed: int, limit: int | None = None, lk_k:
     else:
         out_hw = {}
     t0 = time.perf_counter()
-    evaluate.encode(result.model, data.eval.images)
-    evaluate.reconstruct(result.model, data.eval.images)
+    estimators.encode(result.model, data.eval.images)
+    estimators.reconstruct(result.model, data.eval.images)
     eval_s = time.perf_counter() - t0
     out = {"s_per_epoch": statistics.median(times), "test_neg_elbo": result.history[-1]["test_loss"],
            "encode_reconstruct_12k_s": eval_s, "peak_rss_mb": peak_rss_mb(), **out_hw}
-    bound = getattr(evaluate, "importance_sampled_bound", None)
+    bound = getattr(estimators, "importance_sampled_bound", None)
     if bound is not None:  # the L_k metric (issue 4), timed when present
         t0 = time.perf_counter()
         bound(result.model, data.eval.images[:1000], k=lk_k)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from vae_core.model import VAE
+from vae_core.model.network import VAE
 
 # parameter names in VAE.named_parameters() order (the optimizer's order, too)
 NAMES = ("encoder.fc1.weight", "encoder.fc1.bias", "encoder.fc_mu.weight", "encoder.fc_mu.bias",

@@ -10,16 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vae_core.config import SWEEP_VARIES
-from vae_core.evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K
-from vae_core.steps import (
+from vae_core.evaluation.run_metrics import DEFAULT_IW_IMAGES, DEFAULT_IW_K
+from vae_core.experiments.sweep import DEFAULT_BETAS, DEFAULT_LATENTS
+from vae_core.nodes.steps import (
     APPLY_MODEL_PATH,
     DEFAULT_MODEL_FILE,
     DEFAULT_SWEEP_DIR,
     LOSS_TABLE_SETTINGS,
     workflow_variables,
 )
-from vae_core.sweep import DEFAULT_BETAS, DEFAULT_LATENTS
-from vae_core.tables import LOSS_COLUMNS
+from vae_core.outputs.tables import LOSS_COLUMNS
 
 
 @dataclass(frozen=True)

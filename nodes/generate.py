@@ -11,7 +11,7 @@ if not os.path.isfile(os.path.join(DATA_AREA, "vae_core", "__init__.py")):
     raise RuntimeError("This workflow's data folder has no vae_core: import the workflow from its "
                        ".knwf file, or run `make workflow` in the vae-mnist-knime checkout.")
 sys.path.insert(0, DATA_AREA)
-from vae_core.steps import generate_step, params_from_flow_variables  # noqa: E402
+from vae_core.nodes.steps import generate_step, params_from_flow_variables  # noqa: E402
 
 out = generate_step(knio.input_objects[0], params_from_flow_variables(knio.flow_variables))
 knio.output_tables[0] = knio.Table.from_pandas(out.table)

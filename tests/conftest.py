@@ -51,8 +51,8 @@ def _find_mnist() -> tuple[Path | None, str | None]:
     shared = shared_dir() / "mnist"
     if shared.is_dir():
         return shared.absolute(), None
+    from vae_core.data.sources import ENV_DATA_HOME, prepare_mnist
     from vae_core.errors import VAEError
-    from vae_core.mnist_files import ENV_DATA_HOME, prepare_mnist
 
     old = os.environ.get(ENV_DATA_HOME)
     os.environ[ENV_DATA_HOME] = str(_test_cache() / "mnist")
@@ -73,7 +73,7 @@ def _gz_folder(root: Path) -> Path:
     four ``.gz`` files (as ``../shared/mnist`` does), written once beside the cache."""
     import gzip
 
-    from vae_core.mnist_files import FILES
+    from vae_core.data.sources import FILES
 
     folder = _test_cache() / "mnist-gz"
     for name in FILES:
@@ -159,6 +159,6 @@ def small_config() -> TrainConfig:
 
 @pytest.fixture(scope="session")
 def small_data(mnist_dir, small_config):
-    from vae_core.data import load_mnist
+    from vae_core.data.splits import load_mnist
 
     return load_mnist(small_config, mnist_dir)

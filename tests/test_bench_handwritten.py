@@ -10,8 +10,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from handwritten_step import NAMES, copy_member, group_step, stack_models  # noqa: E402
 
-from vae_core.loss import vae_loss  # noqa: E402
-from vae_core.model import VAE  # noqa: E402
+from vae_core.model.loss import vae_loss  # noqa: E402
+from vae_core.model.network import VAE  # noqa: E402
 
 
 def test_names_follow_the_model():

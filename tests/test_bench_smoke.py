@@ -20,8 +20,8 @@ def _run(script, *args):
 
 def test_bench_train_smoke(tmp_path, mnist_dir):
     from vae_core.config import TrainConfig
-    from vae_core.data import load_mnist
-    from vae_core.train import train
+    from vae_core.data.splits import load_mnist
+    from vae_core.training.loop import train
 
     md = tmp_path / "b.md"
     res = _run("bench_train.py", "--epochs", "1", "--limit", "1000", "--lk-k", "5",

@@ -11,8 +11,8 @@ import time
 import pandas as pd
 import pytest
 
-from vae_core.checkpoint import load_checkpoint
 from vae_core.cli import _parser
+from vae_core.training.checkpoint import load_checkpoint
 
 SMALL = ["--epochs", "2", "--train-limit", "1500", "--eval-limit", "300", "--quiet"]
 
@@ -32,23 +32,24 @@ def assert_user_error(proc, *fragments):
 
 
 def _redrawn(run_dir, summary) -> dict[str, bytes]:
-    from vae_core import evaluate, plots
-    from vae_core.checkpoint import load_model
-    from vae_core.tables import images_from_table, read_table
+    from vae_core.evaluation import estimators
+    from vae_core.outputs import lab_figures
+    from vae_core.outputs.tables import images_from_table, read_table
+    from vae_core.training.checkpoint import load_model
 
     table = {n: read_table(run_dir / rel) for n, rel in summary["tables"].items()}
     rec = images_from_table(table["reconstructions"])
     model, _ = load_model(run_dir / "checkpoint.pt")
-    z, grid = evaluate.manifold(model, 20)
+    z, grid = estimators.manifold(model, 20)
     figures = {
-        "samples": plots.samples_figure(images_from_table(table["samples"])),
-        "loss": plots.loss_figure(table["loss"]),
-        "reconstructions": plots.reconstruction_figure(rec[0::2], rec[1::2]),
-        "latent": plots.latent_figure(table["latent"]),
-        "generated": plots.generated_figure(images_from_table(table["generated"])),
-        "manifold": plots.manifold_figure(grid, z, 20),
+        "samples": lab_figures.samples_figure(images_from_table(table["samples"])),
+        "loss": lab_figures.loss_figure(table["loss"]),
+        "reconstructions": lab_figures.reconstruction_figure(rec[0::2], rec[1::2]),
+        "latent": lab_figures.latent_figure(table["latent"]),
+        "generated": lab_figures.generated_figure(images_from_table(table["generated"])),
+        "manifold": lab_figures.manifold_figure(grid, z, 20),
     }
-    return {name: plots.figure_png(fig) for name, fig in figures.items()}
+    return {name: lab_figures.figure_png(fig) for name, fig in figures.items()}
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +182,7 @@ def test_precision_flag_and_config_key(tmp_path, mnist_dir):
     error before anything is written (never a silent, many times slower emulation)."""
     import torch
 
-    from vae_core.train import native_bf16
+    from vae_core.training.loop import native_bf16
 
     run_dir = tmp_path / "run"
     args = ["train", "--run-dir", run_dir, "--epochs", "1", "--train-limit", "200",

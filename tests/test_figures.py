@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchvision.utils import make_grid
 
-from vae_core.plots import _grid
+from vae_core.outputs.lab_figures import _grid
 
 
 @pytest.mark.parametrize("count", [1, 2, 7, 16, 17, 64])
@@ -22,8 +22,8 @@ def test_grid_equals_make_grid(count, nrow):
 
 
 def test_plotting_does_not_import_torchvision():
-    code = ("import sys, torch; from vae_core import plots; "
-            "plots.reconstruction_figure(torch.rand(4, 784), torch.rand(4, 784)); "
+    code = ("import sys, torch; from vae_core.outputs import lab_figures; "
+            "lab_figures.reconstruction_figure(torch.rand(4, 784), torch.rand(4, 784)); "
             "print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

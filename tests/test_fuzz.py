@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.pandas import column, data_frames, range_indexes
 
+from vae_core.data.sources import read_idx
 from vae_core.errors import DataError, TableError
-from vae_core.mnist_files import read_idx
-from vae_core.tables import PIXEL_COLUMNS, images_from_table
+from vae_core.outputs.tables import PIXEL_COLUMNS, images_from_table
 
 
 def _idx_layout(blob: bytes):

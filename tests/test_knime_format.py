@@ -393,14 +393,15 @@ def test_build_keeps_the_users_files_and_refreshes_the_bundle(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     bundled = out / "VAE_MNIST_apply" / "data" / "vae_core"
-    (bundled / "steps.py").write_text("# edited\n")
+    (bundled / "nodes" / "steps.py").write_text("# edited\n")
     (bundled / "old_module.py").write_text("# gone from vae_core\n")
     assert build.differences(out_dir=out, root=REPO) == []  # none of them is tracked
     changes = build.build(out_dir=out, root=REPO)
     assert sorted(changes) == ["removed VAE_MNIST_apply/data/vae_core/old_module.py",
-                               "wrote VAE_MNIST_apply/data/vae_core/steps.py"]
+                               "wrote VAE_MNIST_apply/data/vae_core/nodes/steps.py"]
     assert {p: p.read_bytes() for p in users} == users
-    assert (bundled / "steps.py").read_bytes() == (REPO / "vae_core" / "steps.py").read_bytes()
+    fresh_steps = (REPO / "vae_core" / "nodes" / "steps.py").read_bytes()
+    assert (bundled / "nodes" / "steps.py").read_bytes() == fresh_steps
 
 
 def test_spec_errors_are_caught():

@@ -1,4 +1,5 @@
-"""vae_core.steps (one function per KNIME node) and vae_core.artifact (the model object)."""
+"""vae_core.nodes.steps (one function per KNIME node) and vae_core.training.model_file
+(the model object)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ import pandas as pd
 import pytest
 import torch
 
-from vae_core.artifact import TrainedVAE, load_model_file, model_record
 from vae_core.config import TrainConfig
 from vae_core.errors import CheckpointError, ConfigError, TableError, VAEError
-from vae_core.model import VAE
-from vae_core.steps import (
+from vae_core.model.network import VAE
+from vae_core.nodes.steps import (
     FLOW_VARIABLES,
     encode_step,
     generate_step,
@@ -30,7 +30,8 @@ from vae_core.steps import (
     split_from_table,
     train_step,
 )
-from vae_core.tables import PIXEL_COLUMNS, image_table
+from vae_core.outputs.tables import PIXEL_COLUMNS, image_table
+from vae_core.training.model_file import TrainedVAE, load_model_file, model_record
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -282,7 +283,7 @@ def test_encode_step(trained, images_df):
     assert len(explorer) == 5 and explorer["image_id"].is_monotonic_increasing
     again = encode_step(trained, images_df, PARAMS, explorer_rows=5).explorer
     assert explorer["image_id"].tolist() == again["image_id"].tolist()
-    from vae_core.tables import latent_plane
+    from vae_core.outputs.tables import latent_plane
 
     plane, x_title, y_title = latent_plane(df[["z1", "z2", "z3"]].to_numpy())
     rows = (explorer["image_id"] - 100).to_numpy()
@@ -301,7 +302,7 @@ def test_small_tables_carry_their_digits_as_image_cells(trained, images_df):
         np.testing.assert_array_equal(_cell_pixels(cell), want)
     gen = generate_step(trained, PARAMS, n=4).table
     assert len(gen["image"]) == 4 and all(c.size == (56, 56) for c in gen["image"])
-    from vae_core import steps
+    from vae_core.nodes import steps
 
     latent = encode_step(trained, images_df, PARAMS).latent
     big = pd.concat([latent] * 3, ignore_index=True)  # 36 rows
@@ -355,8 +356,8 @@ def test_mixed_sources_are_kept_per_row(trained, images_df):
 
 
 def test_load_and_train_steps_on_a_small_subset(mnist_dir):
-    from vae_core.data import load_mnist
-    from vae_core.steps import RESULT_VARIABLES, load_mnist_step, train_step
+    from vae_core.data.splits import load_mnist
+    from vae_core.nodes.steps import RESULT_VARIABLES, load_mnist_step, train_step
 
     params = params_from_flow_variables({"epochs": 1, "train_limit": 200, "eval_limit": 50,
                                          "batch_size": 50, "device": "cpu", "seed": 3,
@@ -381,7 +382,7 @@ def test_load_and_train_steps_on_a_small_subset(mnist_dir):
     assert all(type(v) is float for v in out.flow_variables.values())
     assert out.flow_variables["vae_heldout_loss"] == out.loss["test_loss"].iloc[-1]
     # the same training as `vae-mnist run` on the same settings
-    from vae_core.train import train
+    from vae_core.training.loop import train
 
     direct = train(params.config, data, progress=False)
     assert [r["test_loss"] for r in direct.history] == out.loss["test_loss"].tolist()
@@ -404,7 +405,7 @@ def test_vae_core_never_imports_knime():
 
 
 def test_decode_step_and_latent_size_mismatch(trained, images_df):
-    from vae_core.steps import decode_step
+    from vae_core.nodes.steps import decode_step
 
     latent = encode_step(trained, images_df, PARAMS).latent  # z1..z3 from this model
     out = decode_step(trained, latent, PARAMS)
@@ -424,7 +425,7 @@ def test_missing_pytorch_fails_the_first_node_with_one_message(tmp_path):
     node script does) names the missing packages and where KNIME's environment is chosen.
     `python -S` is an interpreter without any installed package."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-S", "-c", "import vae_core.steps"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-S", "-c", "import vae_core.nodes.steps"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
@@ -451,7 +452,7 @@ def test_train_step_learns_from_any_grey_image_table():
 
 
 def test_experiment_variables_are_validated():
-    from vae_core.steps import sweep_params_from_flow_variables
+    from vae_core.nodes.steps import sweep_params_from_flow_variables
 
     p = sweep_params_from_flow_variables({"latent_dims": "2, 20", "betas": "1,4", "iw_k": 5,
                                           "iw_images": 7, "epochs": 3})
@@ -471,8 +472,8 @@ def test_experiment_variables_are_validated():
 
 def test_experiments_step_runs_the_grid_and_continues_after_an_interruption(mnist_dir, tmp_path,
                                                                            monkeypatch):
-    from vae_core import steps
-    from vae_core.steps import experiments_step, sweep_params_from_flow_variables
+    from vae_core.nodes import steps
+    from vae_core.nodes.steps import experiments_step, sweep_params_from_flow_variables
 
     params = sweep_params_from_flow_variables({
         "latent_dims": "2,3", "betas": "1,2", "epochs": 1, "train_limit": 300, "eval_limit": 100,

@@ -377,7 +377,7 @@ def test_view_nodes_are_configured_on_real_columns(main_run):
 def test_image_columns_arrive_as_png_cells_with_the_digits(main_run):
     """Through KNIME's conversion a PIL column becomes PNG image cells; read back they are
     the digits of the table's own pixels."""
-    from vae_core.tables import PIXEL_COLUMNS
+    from vae_core.outputs.tables import PIXEL_COLUMNS
 
     for label, port in (("Reconstruct", 0), ("Generate", 0), ("Load MNIST", 2),
                         ("Encode", 1), ("Decode", 0)):
@@ -406,7 +406,7 @@ def test_latent_explorer_titles_say_what_is_plotted(main_run):
 
 
 def test_output_contents(main_run):
-    from vae_core.tables import LOSS_COLUMNS, PIXEL_COLUMNS
+    from vae_core.outputs.tables import LOSS_COLUMNS, PIXEL_COLUMNS
 
     train, heldout, samples = (_df(main_run.out("Load MNIST", i)) for i in range(3))
     assert len(train) == 600 and len(heldout) == 300 and samples.shape == (64, 4 + 784 + 1)
@@ -438,7 +438,7 @@ def test_output_contents(main_run):
 
 
 def test_train_vae_pushes_its_results_as_plain_float_flow_variables(main_run):
-    from vae_core.steps import RESULT_VARIABLES
+    from vae_core.nodes.steps import RESULT_VARIABLES
 
     pushed = main_run.pushed[main_run.node("Train VAE")]
     assert set(pushed) == set(RESULT_VARIABLES)
@@ -451,11 +451,11 @@ def test_train_vae_pushes_its_results_as_plain_float_flow_variables(main_run):
 def test_workflow_reproduces_the_cli_pipeline(main_run, mnist_dir):
     """Trained on the tables KNIME passed, the model is the one `vae-mnist run` trains, and
     the nodes give exactly the tables the CLI computes with it."""
-    from vae_core.artifact import TrainedVAE
     from vae_core.config import TrainConfig
-    from vae_core.data import load_mnist
-    from vae_core.results import lab_results
-    from vae_core.train import train
+    from vae_core.data.splits import load_mnist
+    from vae_core.outputs.results import lab_results
+    from vae_core.training.loop import train
+    from vae_core.training.model_file import TrainedVAE
 
     trained = TrainedVAE.from_record(pickle.loads(main_run.out("Train VAE", 2)))
     config = TrainConfig.from_dict(trained.record["config"])
@@ -496,7 +496,7 @@ def apply_run(main_run, workspace) -> Run:
 
 
 def test_apply_workflow_uses_the_model_the_main_workflow_saved(main_run, apply_run):
-    from vae_core.artifact import TrainedVAE
+    from vae_core.training.model_file import TrainedVAE
 
     info = _df(apply_run.out("Load Model"))
     assert info["status"].tolist() == ["loaded"]

@@ -1,4 +1,5 @@
-"""Metrics of vae_core.evaluate on small data, each checked against an answer known in advance."""
+"""Metrics of vae_core.evaluation.estimators on small data, each checked against an answer
+known in advance."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vae_core import evaluate as E
-from vae_core.model import VAE
+from vae_core.evaluation import estimators as E
+from vae_core.model.network import VAE
 
 
 @pytest.fixture(scope="module")
 def trained(small_config, small_data):
     """A VAE trained briefly on the 2,000-image subset (z = 4, one epoch)."""
-    from vae_core.train import train
+    from vae_core.training.loop import train
 
     cfg = small_config.replace(latent_dim=4, epochs=1)
     return train(cfg, small_data, progress=False).model
@@ -241,11 +242,11 @@ def test_heldout_loss_streams(trained, small_data):
 
 
 def test_binarized_mode(mnist_dir, small_config, tmp_path):
-    from vae_core.checkpoint import load_model
     from vae_core.config import TrainConfig
-    from vae_core.data import load_mnist
+    from vae_core.data.splits import load_mnist
     from vae_core.errors import CheckpointError
-    from vae_core.train import train
+    from vae_core.training.checkpoint import load_model
+    from vae_core.training.loop import train
 
     cfg = small_config.replace(binarize=True, epochs=1, train_limit=500, eval_limit=100)
     d1, d2 = load_mnist(cfg, mnist_dir), load_mnist(cfg, mnist_dir)

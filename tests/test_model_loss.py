@@ -5,8 +5,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vae_core.loss import kl_divergence, vae_loss
-from vae_core.model import VAE, reparameterize
+from vae_core.model.loss import kl_divergence, vae_loss
+from vae_core.model.network import VAE, reparameterize
 
 
 def lab_loss(recon_x, x, mu, logvar, beta=1.0):

@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vae_core import train as train_mod
 from vae_core.config import RESUME_MUST_MATCH, TrainConfig
-from vae_core.data import MNISTData, Split
+from vae_core.data.splits import MNISTData, Split
 from vae_core.errors import CheckpointError, ConfigError
-from vae_core.train import native_bf16, resolve_device, resolve_precision, train
+from vae_core.training import loop as train_mod
+from vae_core.training.loop import native_bf16, resolve_device, resolve_precision, train
 
 
 # ----------------------------------------------------------------------------- device

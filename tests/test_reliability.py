@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from vae_core import rundir, tables
-from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.errors import ConfigError, RunDirError
+from vae_core.outputs import tables
+from vae_core.training import rundir
+from vae_core.training.checkpoint import load_checkpoint
 
 ARGS = ["--epochs", "4", "--train-limit", "3000", "--eval-limit", "300", "-q"]
 COLS = ["epoch", "train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl"]
@@ -77,7 +78,7 @@ def test_run_dir_that_cannot_be_created(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_gpu_is_a_clear_error(small_data):
-    from vae_core.train import train
+    from vae_core.training.loop import train
 
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         train(TrainConfig(device="cuda", epochs=1), small_data, progress=False)

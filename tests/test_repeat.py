@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from test_cli import assert_user_error, cli
 
-from vae_core import repeat as repeat_mod
 from vae_core.errors import ConfigError, RunDirError
-from vae_core.repeat import run_repeats
+from vae_core.experiments import repeat as repeat_mod
+from vae_core.experiments.repeat import run_repeats
 
 QUICK = dict(epochs=1, train_limit=1500, eval_limit=300, device="cpu")
 
@@ -46,9 +46,9 @@ def test_rows_and_summary_agree(repeated):
 
 def test_neg_elbo_is_the_last_row_of_the_runs_loss_table(repeated, mnist_dir):
     """repeat reports the one held-out estimator: the same number the loss table ends on."""
-    from vae_core.data import load_mnist
-    from vae_core.tables import read_table
-    from vae_core.train import train
+    from vae_core.data.splits import load_mnist
+    from vae_core.outputs.tables import read_table
+    from vae_core.training.loop import train
 
     out, base, _ = repeated
     row = read_table(out / "repeats.csv").iloc[1]  # z = 2, seed 1

@@ -17,9 +17,9 @@ from _small_sweep import small_sweep
 from vae_core.cli import main
 from vae_core.config import TrainConfig
 from vae_core.errors import RunDirError
-from vae_core.report import build_report, format_value
-from vae_core.sweep import REPEATS_DIR
-from vae_core.tables import read_table
+from vae_core.experiments.sweep import REPEATS_DIR
+from vae_core.outputs.report import build_report, format_value
+from vae_core.outputs.tables import read_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +167,7 @@ def test_make_targets_writes_where_the_report_of_make_experiments_looks():
 def test_sweep_report_shows_seed_repeats(sweep_dir, tmp_path, mnist_dir):
     """A `vae-mnist repeat` folder where `make targets` writes (REPEATS_DIR of the sweep)
     appears in `vae-mnist report` of the sweep folder."""
-    from vae_core.repeat import run_repeats
+    from vae_core.experiments.repeat import run_repeats
 
     folder = tmp_path / "sweep"
     shutil.copytree(sweep_dir, folder)
@@ -206,7 +206,7 @@ def test_run_report_has_configuration_loss_lab_figures_and_metrics(sweep_dir):
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_report_of_a_plain_run_folder_evaluates_it_first(tmp_path, mnist_dir, fmt):
     """The evaluation's tables follow the run's table format, and the report reads either."""
-    from vae_core.pipeline import run_training
+    from vae_core.training.jobs import run_training
 
     cfg = TrainConfig(epochs=1, train_limit=500, eval_limit=120, device="cpu", latent_dim=3)
     run = tmp_path / "run"
@@ -248,7 +248,7 @@ def test_format_value():
 
 
 def test_sweep_folder_from_before_lr_schedule_still_reports_and_resumes(sweep_dir, tmp_path):
-    from vae_core.sweep import SWEEP_FILE, _check_sweep_file, load_sweep
+    from vae_core.experiments.sweep import SWEEP_FILE, _check_sweep_file, load_sweep
 
     folder = tmp_path / "old"
     shutil.copytree(sweep_dir, folder)

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-from vae_core import cli, pipeline, rundir
-from vae_core.checkpoint import load_checkpoint
+from vae_core import cli
+from vae_core.data.sources import prepare_mnist
 from vae_core.errors import DataError, RunDirError, TrainingError
-from vae_core.mnist_files import prepare_mnist
-from vae_core.train import train as real_train
+from vae_core.training import jobs, rundir
+from vae_core.training.checkpoint import load_checkpoint
+from vae_core.training.loop import train as real_train
 
 # small and fast, and unlike the defaults (so "taken from the checkpoint" shows)
 FLAGS = ["--epochs", "2", "--train-limit", "2000", "--eval-limit", "500", "--device", "cpu",
@@ -111,7 +112,7 @@ def interrupt_after(monkeypatch, epochs, exc):
 
         return real_train(config, data, **kw, on_epoch=on_epoch)
 
-    monkeypatch.setattr(pipeline, "train", train)
+    monkeypatch.setattr(jobs, "train", train)
 
 
 def hint_command(message):
@@ -231,7 +232,7 @@ def _failure(kind, monkeypatch, argv):
     def train(config, data, **kw):
         raise exc
 
-    monkeypatch.setattr(pipeline, "train", train)
+    monkeypatch.setattr(jobs, "train", train)
     if kind == "training raises":
         return 2, "vae-mnist: error: boom"
     run_dir = argv[argv.index("--run-dir") + 1]
@@ -441,7 +442,7 @@ def test_the_lock_is_held_through_training_and_swap(tmp_path, mnist_dir, monkeyp
     def check(what):
         lock = json.loads((run / ".lock").read_text())
         with pytest.raises(RunDirError, match=f"in use by another run \\(pid {os.getpid()} "):
-            pipeline.run_training({}, run, resume=True, log=lambda m: None)
+            jobs.run_training({}, run, resume=True, log=lambda m: None)
         seen.append((what, lock["pid"]))
 
     def train(config, data, **kw):
@@ -455,7 +456,7 @@ def test_the_lock_is_held_through_training_and_swap(tmp_path, mnist_dir, monkeyp
             check("swap")
         return real_finish(run_dir)
 
-    monkeypatch.setattr(pipeline, "train", train)
+    monkeypatch.setattr(jobs, "train", train)
     monkeypatch.setattr(rundir, "finish_swap", finish_swap)
     assert run_cli(capsys, "train", "--run-dir", run, "--data-dir", mnist_dir, *FLAGS)[0] == 0
     assert seen == [("training", os.getpid()), ("swap", os.getpid())]

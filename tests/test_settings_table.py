@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from vae_core import cli, config, steps
+from vae_core import cli, config
 from vae_core.config import ARCHITECTURE, SETTINGS, TrainConfig, setting_table
 from vae_core.errors import ConfigError
+from vae_core.nodes import steps
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:

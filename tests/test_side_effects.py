@@ -21,18 +21,26 @@ import json, sys
 import pandas as pd
 import torch
 seed = torch.initial_seed()  # a fresh interpreter's (random at start-up)
-import vae_core.plots, vae_core.eval_plots, vae_core.sweep, vae_core.report, vae_core.pipeline
-import vae_core.evaluation, vae_core.claims, vae_core.repeat, vae_core.steps, vae_core.cli
-from vae_core import plots
-png = plots.figure_png(plots.loss_figure(pd.DataFrame(
+import vae_core.outputs.lab_figures
+import vae_core.outputs.evaluation_figures
+import vae_core.experiments.sweep
+import vae_core.outputs.report
+import vae_core.training.jobs
+import vae_core.evaluation.run_metrics
+import vae_core.experiments.claims
+import vae_core.experiments.repeat
+import vae_core.nodes.steps
+import vae_core.cli
+from vae_core.outputs import lab_figures
+png = lab_figures.figure_png(lab_figures.loss_figure(pd.DataFrame(
     {"epoch": [1, 2], "train_loss": [3.0, 2.0], "test_loss": [3.0, 2.5]})))
 import matplotlib
 out = {"backend": matplotlib.get_backend(), "rc": matplotlib.rcParams["backend"],
        "pyplot": "matplotlib.pyplot" in sys.modules, "png": png[:4] == b"\\x89PNG"}
 if len(sys.argv) > 1:  # train a tiny model with MNIST from argv[1]
     from vae_core.config import TrainConfig
-    from vae_core.data import load_mnist
-    from vae_core.train import train
+    from vae_core.data.splits import load_mnist
+    from vae_core.training.loop import train
     state = torch.random.get_rng_state()
     config = TrainConfig(epochs=1, train_limit=256, eval_limit=64, device="cpu")
     train(config, load_mnist(config, sys.argv[1]), progress=False)

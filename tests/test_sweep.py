@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from _small_sweep import SMALL_SWEEP, small_sweep
 
-from vae_core import eval_plots, plots
-from vae_core.claims import judge_claims
 from vae_core.cli import main
 from vae_core.config import SWEEP_SHARED, TrainConfig
 from vae_core.errors import RunDirError
-from vae_core.sweep import EXPERIMENT_COLUMNS, config_name, run_sweep
-from vae_core.tables import read_table
+from vae_core.experiments.claims import judge_claims
+from vae_core.experiments.sweep import EXPERIMENT_COLUMNS, config_name, run_sweep
+from vae_core.outputs import evaluation_figures, lab_figures
+from vae_core.outputs.tables import read_table
 
 FAST = {"iw_k": 10, "iw_images": 40, "lab_outputs": False, "figures": False}
 
@@ -53,23 +53,23 @@ def test_sweep_writes_table_figures_and_claims(finished_sweep):
         assert f"## {c['claim']}\n\n**Verdict: {c['verdict']}.**" in md
     # each sweep figure is the picture of the table saved beside it
     hists = pd.read_csv(finished_sweep / "histories.csv")
-    redrawn = {"tradeoff": eval_plots.tradeoff_figure(exp),
-               "metrics_vs_latent": eval_plots.metrics_vs_latent_figure(exp),
-               "kl_per_dim": eval_plots.kl_per_dim_figure(dims),
-               "loss_curves": eval_plots.loss_curves_figure(hists),
-               "smoothness": eval_plots.smoothness_figure(exp)}
+    redrawn = {"tradeoff": evaluation_figures.tradeoff_figure(exp),
+               "metrics_vs_latent": evaluation_figures.metrics_vs_latent_figure(exp),
+               "kl_per_dim": evaluation_figures.kl_per_dim_figure(dims),
+               "loss_curves": evaluation_figures.loss_curves_figure(hists),
+               "smoothness": evaluation_figures.smoothness_figure(exp)}
     for name, fig in redrawn.items():
         assert (finished_sweep / "figures" / f"{name}.png").read_bytes() == \
-            plots.figure_png(fig), name
+            lab_figures.figure_png(fig), name
 
 
 def test_every_configuration_folder_is_a_run_folder_of_its_model(finished_sweep, mnist_dir):
     """Each configuration's metrics are the metrics of the model in its checkpoint, from the
     run's named seed streams, and its neg-ELBO is the last row of its own loss table."""
-    from vae_core import evaluate as E
-    from vae_core.checkpoint import load_model
-    from vae_core.data import load_mnist
+    from vae_core.data.splits import load_mnist
+    from vae_core.evaluation import estimators as E
     from vae_core.seeds import derive_seed
+    from vae_core.training.checkpoint import load_model
 
     exp = read_table(finished_sweep / "experiments.csv").set_index("config")
     data = None
@@ -145,8 +145,8 @@ def test_interrupted_sweep_resumes_without_redoing_finished_configs(tmp_path, mn
 
 def test_interrupted_configuration_continues_from_its_checkpoint(tmp_path, mnist_dir, base,
                                                                    small_config):
-    from vae_core.data import load_mnist
-    from vae_core.train import train
+    from vae_core.data.splits import load_mnist
+    from vae_core.training.loop import train
 
     cfg = base.replace(epochs=2, latent_dim=2, beta=1.0)
     data = load_mnist(cfg, mnist_dir)
@@ -168,11 +168,11 @@ def test_sweep_folder_of_the_earlier_layout_resumes(tmp_path, mnist_dir, base):
     folder, no .incomplete/) and wrote config.json, summary.json and metrics.json themselves.
     Such a folder, written here the way they wrote it, keeps its finished configuration as it is
     and continues its interrupted one to the uninterrupted result, as a run folder."""
-    from vae_core.data import load_mnist
-    from vae_core.evaluation import evaluate_model, write_evaluation
-    from vae_core.rundir import STAGING, finished_checkpoint
-    from vae_core.tables import loss_table, write_table
-    from vae_core.train import train
+    from vae_core.data.splits import load_mnist
+    from vae_core.evaluation.run_metrics import evaluate_model, write_evaluation
+    from vae_core.outputs.tables import loss_table, write_table
+    from vae_core.training.loop import train
+    from vae_core.training.rundir import STAGING, finished_checkpoint
 
     shared = base.replace(epochs=2)
     kept_cfg, cut_cfg = shared.replace(beta=1.0), shared.replace(beta=4.0)

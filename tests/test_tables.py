@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from vae_core import tables
 from vae_core.errors import TableError
-from vae_core.results import lab_results
-from vae_core.train import train
+from vae_core.outputs import tables
+from vae_core.outputs.results import lab_results
+from vae_core.training.loop import train
 
 KNIME_SAFE = {"int64", "int32", "float64", "bool", "string"}
 
@@ -116,7 +116,7 @@ def test_images_from_table_errors():
 
 def test_integer_pixel_columns_are_grey_levels_read_exactly_like_the_mnist_files():
     """Load MNIST writes int32 grey levels; reading them back gives the very float32 pixels
-    vae_core.data computes from the IDX bytes (uint8 / 255), whatever the values."""
+    vae_core.data.splits computes from the IDX bytes (uint8 / 255), whatever the values."""
     levels = np.tile(np.arange(256, dtype=np.int32), 4)[:784]
     frame = pd.DataFrame([levels, levels[::-1]], columns=tables.PIXEL_COLUMNS).astype(np.int32)
     with warnings.catch_warnings():

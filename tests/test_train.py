@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from vae_core import checkpoint as ckpt_mod
 from vae_core.errors import CheckpointError, TrainingError
-from vae_core.model import VAE
-from vae_core.tables import loss_table
-from vae_core.train import train
+from vae_core.model.network import VAE
+from vae_core.outputs.tables import loss_table
+from vae_core.training import checkpoint as ckpt_mod
+from vae_core.training.loop import train
 
 DETERMINISTIC = ["epoch", "train_loss", "train_recon", "train_kl", "test_loss", "test_recon",
                  "test_kl"]
@@ -39,8 +39,8 @@ def test_training_lowers_the_loss(three_epochs):
 
 def test_checkpoint_holds_the_model_of_the_last_loss_row(three_epochs, small_data):
     """The saved model, evaluated with the one held-out estimator, gives the last row exactly."""
-    from vae_core.checkpoint import load_model
-    from vae_core.evaluate import heldout_loss
+    from vae_core.evaluation.estimators import heldout_loss
+    from vae_core.training.checkpoint import load_model
 
     cfg, result, path = three_epochs
     model, saved = load_model(path)
@@ -152,7 +152,7 @@ def test_cosine_schedule_rates():
     import math
 
     from vae_core.config import TrainConfig
-    from vae_core.train import _lr_schedule
+    from vae_core.training.loop import _lr_schedule
 
     assert _lr_schedule(TrainConfig(), 10) is None  # the lab: constant rate
     rate = _lr_schedule(TrainConfig(epochs=4, learning_rate=0.002, lr_schedule="cosine"), 10)
@@ -214,8 +214,8 @@ def test_training_leaves_the_global_random_state_alone(small_config, small_data)
 
 
 def test_loss_table_held_out_row_is_the_one_estimator(small_config, small_data):
-    """The last loss-table row and evaluate.heldout_loss give the same number for a model."""
-    from vae_core.evaluate import heldout_loss
+    """The last loss-table row and estimators.heldout_loss give the same number for a model."""
+    from vae_core.evaluation.estimators import heldout_loss
 
     cfg = small_config.replace(epochs=1, beta=2.0)
     result = train(cfg, small_data, progress=False)
@@ -228,7 +228,7 @@ def test_loss_table_held_out_row_is_the_one_estimator(small_config, small_data):
 
 def test_fused_adam_only_where_torch_supports_it(small_config, small_data, tmp_path,
                                                  monkeypatch):
-    from vae_core import train as train_mod
+    from vae_core.training import loop as train_mod
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     for version, expected in (("2.3.1", False), ("2.4.0", True), ("2.14.1+cu130", True)):
@@ -251,8 +251,8 @@ def test_training_follows_the_model_it_is_given(small_config, small_data, monkey
     training changes with it (a hand-written step would keep the old maths without a word)."""
     from torch import nn
 
-    from vae_core import train as train_mod
-    from vae_core.loss import vae_loss
+    from vae_core.model.loss import vae_loss
+    from vae_core.training import loop as train_mod
 
     def tanh_model(config):
         with torch.random.fork_rng(devices=[]):

@@ -1,13 +1,11 @@
 """vae_core: a Variational Autoencoder on MNIST as a plain Python library (no KNIME imports).
 
-One concern per module (README, "Development", lists them): settings ``config`` and random
-streams ``seeds``; the MNIST files ``mnist_files`` and their splits ``data``; ``model`` and
-``loss``; ``train``, ``checkpoint`` and the rule of a resume ``resume``; metric functions
-``evaluate`` and one model's full evaluation ``evaluation``; ``tables`` (and their files); the
-lab's tables and figures of a model ``results``; figures ``plots`` / ``eval_plots``; the lab's
-job ``pipeline`` in run folders ``rundir``; experiments ``sweep``, ``claims``, ``repeat``;
-``report`` (HTML) with ``html_page``; ``artifact`` + ``steps`` (what the KNIME node scripts
-call); ``cli``; ``files``, ``errors``.
+Subpackages, one per part of the job (README, "Development", lists every module): ``model``
+(network, loss), ``data`` (sources, splits), ``training`` (loop, checkpoint, resume, rundir,
+jobs, model_file), ``evaluation`` (estimators, run_metrics), ``experiments`` (sweep, repeat,
+claims), ``outputs`` (tables, lab_figures, evaluation_figures, results, report, html_page),
+``nodes`` (steps: what the KNIME node scripts call). At the top: ``config`` (the settings
+table), ``seeds``, ``files``, ``errors``, ``cli``.
 """
 
 import importlib.util as _util
@@ -25,8 +23,8 @@ if _missing:
         "it in KNIME: File > Preferences > KNIME > Python (Conda, the environment "
         "vae-mnist-knime), or outside KNIME `pip install` them (docs/KNIME.md).")
 
-from .config import TrainConfig  # noqa: E402
-from .errors import VAEError  # noqa: E402
+from vae_core.config import TrainConfig  # noqa: E402
+from vae_core.errors import VAEError  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["TrainConfig", "VAEError", "__version__"]

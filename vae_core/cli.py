@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import rundir
-from .config import RESUME_MAY_CHANGE, SETTINGS, Setting, TrainConfig, load_config_file
-from .errors import ConfigError, RunDirError, VAEError
+from vae_core.config import RESUME_MAY_CHANGE, SETTINGS, Setting, TrainConfig, load_config_file
+from vae_core.errors import ConfigError, RunDirError, VAEError
+from vae_core.training import rundir
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -159,7 +159,7 @@ def _log(quiet: bool):
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
-    from .mnist_files import prepare_mnist
+    from vae_core.data.sources import prepare_mnist
 
     root = prepare_mnist(args.data_dir, force=args.force, log=_log(args.quiet))
     print(f"MNIST verified (SHA-256) in {root / 'MNIST' / 'raw'}")
@@ -167,7 +167,7 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace, with_results: bool) -> None:
     given, sources = _given(args)  # a bad setting is refused before PyTorch is even imported
-    from .pipeline import run_training
+    from vae_core.training.jobs import run_training
 
     out = run_training(given, args.run_dir, sources=sources, data_dir=args.data_dir,
                        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
@@ -189,7 +189,7 @@ def _cmd_train(args: argparse.Namespace, with_results: bool) -> None:
 
 
 def _iw(args: argparse.Namespace) -> dict:
-    from .evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K
+    from vae_core.evaluation.run_metrics import DEFAULT_IW_IMAGES, DEFAULT_IW_K
 
     k = DEFAULT_IW_K if args.iw_k is None else args.iw_k
     n = DEFAULT_IW_IMAGES if args.iw_images is None else args.iw_images
@@ -213,7 +213,7 @@ def _finished_run_needed(folder: Path) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> None:
-    from .pipeline import import_model
+    from vae_core.training.jobs import import_model
 
     out = import_model(args.model_file, args.run_dir, data_dir=args.data_dir,
                        overwrite=args.overwrite, table_format=args.format, log=_log(args.quiet))
@@ -236,7 +236,7 @@ def _model_file_given(path: Path, command: str) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     _model_file_given(Path(args.run_dir), "evaluate")
     _finished_run_needed(Path(args.run_dir))
-    from .evaluation import evaluate_run_dir
+    from vae_core.evaluation.run_metrics import evaluate_run_dir
 
     m = evaluate_run_dir(args.run_dir, data_dir=args.data_dir, log=_log(args.quiet), **_iw(args))
     print(f"Held-out neg-ELBO (β = 1) {m['neg_elbo']:.2f} = recon {m['recon']:.2f} + KL "
@@ -247,7 +247,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
-    from .sweep import DEFAULT_BETAS, DEFAULT_LATENTS, run_sweep
+    from vae_core.experiments.sweep import DEFAULT_BETAS, DEFAULT_LATENTS, run_sweep
 
     if args.latent_dim is not None or args.beta is not None:
         raise ConfigError("A sweep sets latent size and β from its grid: use --latent-dims and "
@@ -266,7 +266,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _cmd_repeat(args: argparse.Namespace) -> None:
-    from .repeat import SUMMARY_FILE, run_repeats
+    from vae_core.experiments.repeat import SUMMARY_FILE, run_repeats
 
     if args.latent_dim is not None or args.seed is not None:
         raise ConfigError("repeat takes its latent sizes and seeds from --latent-dims and "
@@ -280,7 +280,7 @@ def _cmd_repeat(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from .report import write_report
+    from vae_core.outputs.report import write_report
 
     _model_file_given(Path(args.folder), "report")
     _finished_run_needed(Path(args.folder))

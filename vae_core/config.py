@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
-from .errors import ConfigError
+from vae_core.errors import ConfigError
 
 EVAL_SETS = ("holdout", "test")
 LR_SCHEDULES = ("constant", "cosine")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .files import atomic_write_text
+from vae_core.files import atomic_write_text
 
 # the neg-ELBO targets at the lab's setup: latent size -> limit (nats per image)
 NEG_ELBO_TARGETS = ((2, 152.0), (20, 104.0))

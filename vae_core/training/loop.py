@@ -16,15 +16,15 @@ from pathlib import Path
 
 import torch
 
-from . import seeds
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig
-from .data import MNISTData
-from .errors import CheckpointError, ConfigError, TrainingError
-from .evaluate import heldout_loss
-from .loss import vae_loss
-from .model import VAE
-from .resume import resume_config
+from vae_core import seeds
+from vae_core.config import TrainConfig
+from vae_core.data.splits import MNISTData
+from vae_core.errors import CheckpointError, ConfigError, TrainingError
+from vae_core.evaluation.estimators import heldout_loss
+from vae_core.model.loss import vae_loss
+from vae_core.model.network import VAE
+from vae_core.training.checkpoint import load_checkpoint, save_checkpoint
+from vae_core.training.resume import resume_config
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_recon", "train_kl",
                    "test_loss", "test_recon", "test_kl", "seconds")

@@ -1,6 +1,6 @@
 """Metric functions for a trained VAE: held-out loss, latent means, reconstructions, samples,
 and the measures that judge a model (neg-ELBO, importance-sampled bound, active units, latent
-probes, interpolation). ``evaluation`` runs them all on one model with the run's seeds."""
+probes, interpolation). ``run_metrics`` runs them all on one model with the run's seeds."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import seeds
-from .loss import kl_divergence, vae_loss
-from .model import VAE
+from vae_core import seeds
+from vae_core.model.loss import kl_divergence, vae_loss
+from vae_core.model.network import VAE
 
 EVAL_BATCH = 4096
 
@@ -327,7 +327,7 @@ def interpolate(model: VAE, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 1
 
 def interpolation_table(z: torch.Tensor, images: torch.Tensor) -> pd.DataFrame:
     """One row per step: step, t, z1..zk, pixel_0..pixel_783 (KNIME-safe dtypes)."""
-    from .tables import PIXEL_COLUMNS, z_columns
+    from vae_core.outputs.tables import PIXEL_COLUMNS, z_columns
 
     n = len(z)
     head = pd.DataFrame({"step": np.arange(n, dtype=np.int64),

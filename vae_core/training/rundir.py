@@ -37,8 +37,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import RunDirError
-from .files import atomic_open
+from vae_core.errors import RunDirError
+from vae_core.files import atomic_open
 
 CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
@@ -159,8 +159,8 @@ def file_identity(path: Path) -> tuple[int, int, int] | None:
 
 def describe_checkpoint(path: Path) -> str:
     """``"epoch 3 of 30"`` for a readable checkpoint, else ``"the last finished epoch"``."""
-    from .checkpoint import load_checkpoint
-    from .errors import CheckpointError
+    from vae_core.errors import CheckpointError
+    from vae_core.training.checkpoint import load_checkpoint
 
     try:
         state = load_checkpoint(path)

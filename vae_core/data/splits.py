@@ -1,6 +1,6 @@
 """MNIST in memory: the training and evaluation splits a run's settings describe.
 
-The files come from :mod:`vae_core.mnist_files` (found or fetched, verified).
+The files come from :mod:`vae_core.data.sources` (found or fetched, verified).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from . import seeds
-from .errors import DataError
-from .mnist_files import prepare_mnist, raw_dir, read_idx
+from vae_core import seeds
+from vae_core.data.sources import prepare_mnist, raw_dir, read_idx
+from vae_core.errors import DataError
 
 
 @dataclass
@@ -74,7 +74,7 @@ def load_mnist(config, data_dir: str | os.PathLike | None = None, *, download: b
     train = train.subset(config.train_limit)
     held = held.subset(config.eval_limit)
     if config.batch_size > len(train):
-        from .errors import ConfigError
+        from vae_core.errors import ConfigError
 
         raise ConfigError(f"batch_size={config.batch_size} is larger than the training set "
                           f"({len(train)} images). Use a batch size of at most {len(train)}.")

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import TableError
-from .files import atomic_open
-from .model import IMAGE_PIXELS
+from vae_core.errors import TableError
+from vae_core.files import atomic_open
+from vae_core.model.network import IMAGE_PIXELS
 
 PIXEL_COLUMNS = [f"pixel_{i}" for i in range(IMAGE_PIXELS)]
 LOSS_COLUMNS = ["epoch", "train_loss", "train_recon", "train_kl",

@@ -16,8 +16,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .files import atomic_write_bytes
-from .tables import latent_plane
+from vae_core.files import atomic_write_bytes
+from vae_core.outputs.tables import latent_plane
 
 
 def new_figure(figsize: tuple[float, float]) -> Figure:

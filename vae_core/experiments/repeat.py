@@ -15,14 +15,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import evaluate
-from .config import OPTIMISATION, RECIPE_SETTINGS, REPEAT_VARIES, TrainConfig, differences, settings
-from .data import load_mnist
-from .errors import ConfigError, RunDirError
-from .files import atomic_write_text
-from .rundir import prepare_run_dir, run_lock
-from .tables import read_table, write_table
-from .train import train
+from vae_core.config import (
+    OPTIMISATION,
+    RECIPE_SETTINGS,
+    REPEAT_VARIES,
+    TrainConfig,
+    differences,
+    settings,
+)
+from vae_core.data.splits import load_mnist
+from vae_core.errors import ConfigError, RunDirError
+from vae_core.evaluation import estimators
+from vae_core.files import atomic_write_text
+from vae_core.outputs.tables import read_table, write_table
+from vae_core.training.loop import train
+from vae_core.training.rundir import prepare_run_dir, run_lock
 
 RUNS_FILE = "repeats.csv"
 SUMMARY_FILE = "summary.csv"
@@ -63,7 +70,7 @@ def run_repeats(out_dir: str | Path, base: TrainConfig, latent_dims: Sequence[in
                 started = time.perf_counter()
                 result = train(config, data, progress=False)
                 seconds = time.perf_counter() - started
-                parts = evaluate.heldout_loss(result.model, data.eval.images, seed)
+                parts = estimators.heldout_loss(result.model, data.eval.images, seed)
                 row = {**{k: getattr(config, k) for k in _CONFIG_COLUMNS},
                        "eval_images": len(data.eval), "neg_elbo": parts["neg_elbo"],
                        "recon": parts["recon"], "kl": parts["kl"],

@@ -1,4 +1,4 @@
-"""Figures of the evaluation and the sweep (matplotlib Figures; save with ``plots.save_figure``).
+"""Figures of the evaluation and the sweep (matplotlib Figures; save with ``lab_figures.save_figure``).
 
 Kept apart from ``plots`` (the lab's own figures) so each module stays about one thing.
 """
@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .plots import _grid, _image_figure, new_figure
+from vae_core.outputs.lab_figures import _grid, _image_figure, new_figure
 
 KL_FLOOR = 1e-3  # nats; the log axis needs a floor for collapsed (0-KL) dimensions
 

@@ -21,14 +21,14 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .checkpoint import FORMAT as CHECKPOINT_FORMAT
-from .checkpoint import config_of, load_checkpoint, model_from_state
-from .config import TrainConfig
-from .errors import CheckpointError, ConfigError, VAEError
-from .files import atomic_write_bytes
-from .model import VAE
-from .rundir import CHECKPOINT, finished_checkpoint
-from .tables import LOSS_COLUMNS, loss_table
+from vae_core.config import TrainConfig
+from vae_core.errors import CheckpointError, ConfigError, VAEError
+from vae_core.files import atomic_write_bytes
+from vae_core.model.network import VAE
+from vae_core.outputs.tables import LOSS_COLUMNS, loss_table
+from vae_core.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from vae_core.training.checkpoint import config_of, load_checkpoint, model_from_state
+from vae_core.training.rundir import CHECKPOINT, finished_checkpoint
 
 FORMAT = "vae-mnist-model"
 FORMAT_VERSION = 1

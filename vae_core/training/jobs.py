@@ -2,14 +2,15 @@
 run folder.
 
 Used by ``vae-mnist run`` / ``train`` / ``import-model`` and by the sweep for each of its
-configurations (:mod:`vae_core.sweep`), so every run folder is made by this code. One looks like::
+configurations (:mod:`vae_core.experiments.sweep`), so every run folder is made by this code.
+One looks like::
 
     config.json  checkpoint.pt  summary.json
     tables/  loss.csv latent.csv reconstructions.csv generated.csv samples.csv
     figures/ samples.png loss.png reconstructions.png latent.png generated.png manifold.png
 
 The run is built in ``.incomplete/`` inside the folder and swapped in only once it has
-succeeded (:mod:`vae_core.rundir`).
+succeeded (:mod:`vae_core.training.rundir`).
 """
 
 from __future__ import annotations
@@ -20,17 +21,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import plots, rundir, tables
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig
-from .data import MNISTData, load_mnist
-from .errors import CheckpointError, ConfigError, RunDirError
-from .files import atomic_write_text
-from .results import Outputs, lab_results, write_results
-from .resume import epochs_done, resume_config
-from .rundir import CHECKPOINT
-from .tables import TABLE_FORMATS, write_table
-from .train import TrainResult, train
+from vae_core.config import TrainConfig
+from vae_core.data.splits import MNISTData, load_mnist
+from vae_core.errors import CheckpointError, ConfigError, RunDirError
+from vae_core.files import atomic_write_text
+from vae_core.outputs import lab_figures, tables
+from vae_core.outputs.results import Outputs, lab_results, write_results
+from vae_core.outputs.tables import TABLE_FORMATS, write_table
+from vae_core.training import rundir
+from vae_core.training.checkpoint import load_checkpoint, save_checkpoint
+from vae_core.training.loop import TrainResult, train
+from vae_core.training.resume import epochs_done, resume_config
+from vae_core.training.rundir import CHECKPOINT
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -43,14 +45,14 @@ def run_training(config: TrainConfig | Mapping[str, Any], run_dir: str | Path, *
 
     The run is built in ``run_dir/.incomplete`` and replaces what ``run_dir`` held (all of it)
     only once it has succeeded; a refused, failed or interrupted call leaves the finished run
-    byte-identical (:func:`vae_core.rundir.staging`). ``with_results=False`` stops after the loss
-    table and loss curve (``vae-mnist train``).
+    byte-identical (:func:`vae_core.training.rundir.staging`). ``with_results=False`` stops
+    after the loss table and loss curve (``vae-mnist train``).
 
     ``config`` is the settings the caller gave: a mapping may leave some out (defaults, or on
     ``resume`` the checkpoint's values fill them in); a :class:`TrainConfig` gives them all.
     ``resume`` continues the interrupted training in ``.incomplete/`` if there is one, else the
     finished run; a given setting that contradicts its checkpoint is an error unless it is in
-    ``RESUME_MAY_CHANGE`` (:func:`vae_core.resume.resume_config`). ``sources`` says how each
+    ``RESUME_MAY_CHANGE`` (:func:`vae_core.training.resume.resume_config`). ``sources`` says how each
     given setting was given (``"--latent-dim 5"``), for the messages. ``data``: the splits of
     these settings, already loaded (a sweep loads them once for its grid); else read from
     ``data_dir``.
@@ -109,7 +111,7 @@ def import_model(model_file: str | Path, run_dir: str | Path, *, data_dir=None,
     any model file / run checkpoint): the lab's tables and figures computed with that model on
     the MNIST split its settings name, so ``vae-mnist evaluate`` and ``report`` work on it.
     The folder holds no optimizer state, so it cannot be resumed (it says so)."""
-    from .artifact import load_model_file
+    from vae_core.training.model_file import load_model_file
 
     if table_format not in TABLE_FORMATS:
         raise ConfigError(f"Unknown table format {table_format!r}; use one of {TABLE_FORMATS}.")
@@ -181,7 +183,7 @@ def _build(config: TrainConfig, stage: Path, *, data_dir, data: MNISTData | None
         out.tables["loss"] = Path("tables") / f"loss.{table_format}"
         write_table(loss, stage / out.tables["loss"])
         out.figures["loss"] = Path("figures") / "loss.png"
-        plots.save_figure(plots.loss_figure(loss), stage / out.figures["loss"])
+        lab_figures.save_figure(lab_figures.loss_figure(loss), stage / out.figures["loss"])
     out.summary = {**run_summary(config, result, data, out, train_seconds),
                    "total_seconds": round(time.perf_counter() - started, 2)}
     _write_run_files(stage, config, out.summary)

@@ -1,7 +1,7 @@
 """What a resume may continue: the one check of a resumed run's settings against its checkpoint.
 
 Both ways into a resume use it: a run folder (``vae-mnist run --resume``, checked before anything
-changes) and :func:`vae_core.train.train` itself, so a library call that resumes a checkpoint is
+changes) and :func:`vae_core.training.loop.train` itself, so a library call that resumes a checkpoint is
 held to the same rule with the same messages.
 """
 
@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import config_of
-from .config import RESUME_MAY_CHANGE, RESUME_MUST_MATCH, TrainConfig, epochs_problem
-from .errors import CheckpointError, ConfigError, VAEError
+from vae_core.config import RESUME_MAY_CHANGE, RESUME_MUST_MATCH, TrainConfig, epochs_problem
+from vae_core.errors import CheckpointError, ConfigError, VAEError
+from vae_core.training.checkpoint import config_of
 
 
 def epochs_done(state: dict[str, Any], path: str | Path) -> int:

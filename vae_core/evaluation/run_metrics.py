@@ -1,6 +1,6 @@
 """Every metric of ONE trained model (issue 4), and the files that hold them in its run folder.
 
-``evaluate`` holds the metric functions; this module runs all of them on a model with the run's
+``estimators`` holds the metric functions; this module runs all of them on a model with the run's
 seed streams, so a model gets the same numbers wherever it is evaluated (``vae-mnist evaluate``,
 the sweep, the report). A run folder gains::
 
@@ -19,15 +19,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import eval_plots, evaluate, plots
-from .config import TrainConfig
-from .data import MNISTData, load_mnist
-from .errors import RunDirError
-from .files import atomic_write_text
-from .model import VAE
-from .rundir import CHECKPOINT, finished_checkpoint, run_lock
-from .seeds import derive_seed
-from .tables import TABLE_FORMATS, read_table, write_table
+from vae_core.config import TrainConfig
+from vae_core.data.splits import MNISTData, load_mnist
+from vae_core.errors import RunDirError
+from vae_core.evaluation import estimators
+from vae_core.files import atomic_write_text
+from vae_core.model.network import VAE
+from vae_core.outputs import evaluation_figures, lab_figures
+from vae_core.outputs.tables import TABLE_FORMATS, read_table, write_table
+from vae_core.seeds import derive_seed
+from vae_core.training.rundir import CHECKPOINT, finished_checkpoint, run_lock
 
 DEFAULT_IW_K = 1000
 DEFAULT_IW_IMAGES = 1000
@@ -60,30 +61,30 @@ def interpolation_endpoints(data: MNISTData) -> tuple[int, int]:
 
 def evaluate_model(model: VAE, config: TrainConfig, data: MNISTData, *,
                    iw_k: int = DEFAULT_IW_K, iw_images: int = DEFAULT_IW_IMAGES,
-                   probe_k: int = 5, pca: evaluate.PCA | None = None) -> ModelEvaluation:
+                   probe_k: int = 5, pca: estimators.PCA | None = None) -> ModelEvaluation:
     """Every metric of issue 4 for one trained model; each random draw has its own named stream
     of ``config.seed``, so the numbers are the same for a model wherever it is evaluated.
 
-    ``neg_elbo`` is ``evaluate.heldout_loss`` at β = 1: the number in the last row of the
+    ``neg_elbo`` is ``estimators.heldout_loss`` at β = 1: the number in the last row of the
     model's loss table (recon + KL), whatever β it was trained with.
     """
     ev, tr = data.eval, data.train
-    elbo = evaluate.heldout_loss(model, ev.images, config.seed)
-    recon_mean = float(evaluate.recon_bce(ev.images, evaluate.reconstruct(model, ev.images))
+    elbo = estimators.heldout_loss(model, ev.images, config.seed)
+    recon_mean = float(estimators.recon_bce(ev.images, estimators.reconstruct(model, ev.images))
                        .double().mean())
     sub = ev.images[: min(iw_images, len(ev))]
-    iw = evaluate.importance_sampled_bound(model, sub, k=iw_k,
+    iw = estimators.importance_sampled_bound(model, sub, k=iw_k,
                                            seed=derive_seed(config.seed, "iw"),
                                            binarized=config.binarize)
-    elbo_sub = evaluate.heldout_loss(model, sub, config.seed, stream="iw_subset")["neg_elbo"]
-    dims = evaluate.latent_dimensions(model, ev.images)
-    probe = evaluate.latent_probe(model, tr.images, tr.labels, ev.images, ev.labels, k=probe_k,
+    elbo_sub = estimators.heldout_loss(model, sub, config.seed, stream="iw_subset")["neg_elbo"]
+    dims = estimators.latent_dimensions(model, ev.images)
+    probe = estimators.latent_probe(model, tr.images, tr.labels, ev.images, ev.labels, k=probe_k,
                                   pca=pca)
-    rough = evaluate.interpolation_roughness(model, ev.images,
+    rough = estimators.interpolation_roughness(model, ev.images,
                                              seed=derive_seed(config.seed, "roughness"))
-    gain = evaluate.decoder_gain(model, ev.images, seed=derive_seed(config.seed, "decoder_gain"))
+    gain = estimators.decoder_gain(model, ev.images, seed=derive_seed(config.seed, "decoder_gain"))
     a, b = interpolation_endpoints(data)
-    z, imgs = evaluate.interpolate(model, ev.images[a], ev.images[b], INTERP_STEPS)
+    z, imgs = estimators.interpolate(model, ev.images[a], ev.images[b], INTERP_STEPS)
     by = probe.set_index("features")
     metrics = {
         "latent_dim": config.latent_dim, "beta": config.beta, "epochs": config.epochs,
@@ -99,7 +100,7 @@ def evaluate_model(model: VAE, config: TrainConfig, data: MNISTData, *,
         "roughness": rough["roughness"], "decoder_gain": gain,
         "interpolation_ids": [int(ev.ids[a]), int(ev.ids[b])],
     }
-    return ModelEvaluation(metrics, dims, probe, evaluate.interpolation_table(z, imgs), imgs)
+    return ModelEvaluation(metrics, dims, probe, estimators.interpolation_table(z, imgs), imgs)
 
 
 def find_table(run_dir: Path, name: str) -> Path | None:
@@ -130,7 +131,7 @@ def write_evaluation(ev: ModelEvaluation, run_dir: Path, extra: dict | None = No
             if other != table_format:
                 (run_dir / "tables" / f"{name}.{other}").unlink(missing_ok=True)
     m = ev.metrics
-    plots.save_figure(eval_plots.interpolation_figure(
+    lab_figures.save_figure(evaluation_figures.interpolation_figure(
         ev.interpolation_images, f"Latent interpolation, z = {m['latent_dim']}, "
                                  f"β = {m['beta']:g}"), run_dir / "figures" / "interpolation.png")
     atomic_write_text(run_dir / METRICS_FILE,
@@ -142,7 +143,7 @@ def evaluate_run_dir(run_dir: str | Path, *, data_dir: str | Path | None = None,
                      log: Callable[[str], None] = print) -> dict:
     """Evaluate the model of a ``vae-mnist run`` folder; writes metrics.json and its tables
     (in the format of the run's own tables)."""
-    from .checkpoint import load_model
+    from vae_core.training.checkpoint import load_model
 
     run_dir = Path(run_dir)
     not_a_run = RunDirError(f"{run_dir} holds no {CHECKPOINT}: it is not a trained run folder. "

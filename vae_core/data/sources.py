@@ -21,8 +21,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from .errors import DataError
-from .files import atomic_open, atomic_write_text
+from vae_core.errors import DataError
+from vae_core.files import atomic_open, atomic_write_text
 
 ENV_DATA_DIR = "VAE_MNIST_DIR"
 ENV_DATA_HOME = "VAE_MNIST_HOME"

@@ -1,6 +1,6 @@
 """HTML building blocks of the report: page, tables, embedded figures, number formatting.
 
-Kept apart from :mod:`vae_core.report`, which decides what a report shows.
+Kept apart from :mod:`vae_core.outputs.report`, which decides what a report shows.
 """
 
 from __future__ import annotations

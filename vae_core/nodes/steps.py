@@ -2,10 +2,10 @@
 DataFrames + PNG bytes out.
 
 The scripts in ``nodes/`` only move data between ``knime.scripting.io`` and these functions,
-so all the logic is testable without KNIME. Tables come from :mod:`vae_core.tables` (fresh
-RangeIndex → unique RowIDs, KNIME-safe dtypes); figures from :mod:`vae_core.plots`.
+so all the logic is testable without KNIME. Tables come from :mod:`vae_core.outputs.tables` (fresh
+RangeIndex → unique RowIDs, KNIME-safe dtypes); figures from :mod:`vae_core.outputs.lab_figures`.
 Downstream nodes draw their random picks from the *model's* seed, exactly like
-:func:`vae_core.results.lab_results`, so the workflow reproduces ``vae-mnist run``.
+:func:`vae_core.outputs.results.lab_results`, so the workflow reproduces ``vae-mnist run``.
 """
 
 from __future__ import annotations
@@ -20,22 +20,31 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import plots, results, tables
-from .artifact import (
+from vae_core.config import (
+    ARCHITECTURE,
+    OBJECTIVE,
+    OPTIMISATION,
+    SEED,
+    SETTINGS,
+    Setting,
+    TrainConfig,
+    settings,
+)
+from vae_core.data.splits import MNISTData, Split, load_mnist
+from vae_core.errors import ConfigError, TableError
+from vae_core.evaluation.run_metrics import DEFAULT_IW_IMAGES, DEFAULT_IW_K
+from vae_core.experiments.sweep import DEFAULT_BETAS, DEFAULT_LATENTS, run_sweep
+from vae_core.model.network import VAE
+from vae_core.outputs import lab_figures, results, tables
+from vae_core.seeds import derive_seed
+from vae_core.training.loop import resolve_device, train
+from vae_core.training.model_file import (
     TrainedVAE,
     load_model_file,
     model_record,
     resolve_model_path,
     save_model_file,
 )
-from .config import ARCHITECTURE, OBJECTIVE, OPTIMISATION, SEED, SETTINGS, Setting, TrainConfig, settings
-from .data import MNISTData, Split, load_mnist
-from .errors import ConfigError, TableError
-from .evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K
-from .model import VAE
-from .seeds import derive_seed
-from .sweep import DEFAULT_BETAS, DEFAULT_LATENTS, run_sweep
-from .train import resolve_device, train
 
 if int(pd.__version__.split(".")[0]) >= 3:  # KNIME's table conversion rejects pandas 3 tables
     raise ImportError(f"pandas {pd.__version__} is installed, but KNIME's Python nodes fail with "
@@ -130,7 +139,7 @@ class LoadOutput(NamedTuple):
 
 class TrainOutput(NamedTuple):
     loss: pd.DataFrame  # one row per epoch, with the settings in every row
-    model: dict[str, Any]  # the model record (vae_core.artifact), for the object port
+    model: dict[str, Any]  # the model record (vae_core.training.model_file), for the object port
     png: bytes
     flow_variables: dict[str, float]  # RESULT_VARIABLES, plain floats
 
@@ -161,7 +170,7 @@ def load_mnist_step(params: NodeParams, n_samples: int = 64) -> LoadOutput:
     tr, ev = data.train, data.eval
     return LoadOutput(tables.image_table(tr.ids, tr.source, tr.labels, tr.images),
                       tables.image_table(ev.ids, ev.source, ev.labels, ev.images),
-                      samples, plots.figure_png(plots.samples_figure(images)))
+                      samples, lab_figures.figure_png(lab_figures.samples_figure(images)))
 
 
 def train_step(params: NodeParams, train_table: pd.DataFrame, heldout_table: pd.DataFrame,
@@ -195,7 +204,7 @@ def _train(config: TrainConfig, data: MNISTData, log: Callable[[str], None]) -> 
     last = result.history[-1]
     results = {name: float(last[column]) for name, column in RESULT_VARIABLES.items()}
     return TrainOutput(tables.with_settings(loss, {**made_by, **counts}), record,
-                       plots.figure_png(plots.loss_figure(loss)), results)
+                       lab_figures.figure_png(lab_figures.loss_figure(loss)), results)
 
 
 def encode_step(model: Any, table: pd.DataFrame, params: NodeParams,
@@ -213,7 +222,7 @@ def encode_step(model: Any, table: pd.DataFrame, params: NodeParams,
     explorer.insert(4, "plot_x", plane[rows.numpy(), 0])
     explorer.insert(5, "plot_y", plane[rows.numpy(), 1])
     explorer = tables.with_image_column(explorer.reset_index(drop=True), split.images[rows])
-    return EncodeOutput(latent, explorer, plots.figure_png(plots.latent_figure(latent)),
+    return EncodeOutput(latent, explorer, lab_figures.figure_png(lab_figures.latent_figure(latent)),
                         {"latent_x_title": x_title, "latent_y_title": y_title})
 
 
@@ -225,7 +234,7 @@ def reconstruct_step(model: Any, table: pd.DataFrame, params: NodeParams, n: int
     recon, originals, recons = results.reconstruction_part(vae, split_from_table(table), n, seed)
     pairs = torch.stack([originals, recons], dim=1).reshape(-1, originals.shape[-1])
     return TableAndImage(tables.with_image_column(recon, pairs),
-                         plots.figure_png(plots.reconstruction_figure(originals, recons)))
+                         lab_figures.figure_png(lab_figures.reconstruction_figure(originals, recons)))
 
 
 def generate_step(model: Any, params: NodeParams, n: int = 64) -> TableAndImage:
@@ -233,7 +242,7 @@ def generate_step(model: Any, params: NodeParams, n: int = 64) -> TableAndImage:
     vae, seed = _model(model, params)
     generated, images = results.generated_part(vae, n, seed)
     return TableAndImage(tables.with_image_column(generated, images),
-                         plots.figure_png(plots.generated_figure(images)))
+                         lab_figures.figure_png(lab_figures.generated_figure(images)))
 
 
 def decode_step(model: Any, table: pd.DataFrame, params: NodeParams) -> TableAndImage:
@@ -245,7 +254,7 @@ def decode_step(model: Any, table: pd.DataFrame, params: NodeParams) -> TableAnd
         images = vae.decode(z.to(next(vae.parameters()).device)).cpu()
     decoded = tables.with_image_column(tables.generated_table(z, images), images,
                                        limit=DECODE_IMAGE_ROWS)
-    return TableAndImage(decoded, plots.figure_png(plots.generated_figure(images[:256])))
+    return TableAndImage(decoded, lab_figures.figure_png(lab_figures.generated_figure(images[:256])))
 
 
 def save_model_step(model: Any, params: NodeParams, data_area: str) -> pd.DataFrame:

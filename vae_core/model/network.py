@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
+    from vae_core.config import TrainConfig
 
 IMAGE_PIXELS = 28 * 28
 

@@ -2,7 +2,7 @@
 
 Every part draws its random picks from its own named stream of the run's seed, so a part gives
 the same result in any order and wherever it is computed (``vae-mnist run``, the sweep, the KNIME
-node steps in :mod:`vae_core.steps`).
+node steps in :mod:`vae_core.nodes.steps`).
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import torch
 
-from . import evaluate, plots, tables
-from .config import TrainConfig
-from .data import MNISTData, Split
-from .errors import ConfigError
-from .model import VAE
-from .seeds import derive_seed
-from .tables import TABLE_FORMATS, write_table
+from vae_core.config import TrainConfig
+from vae_core.data.splits import MNISTData, Split
+from vae_core.errors import ConfigError
+from vae_core.evaluation import estimators
+from vae_core.model.network import VAE
+from vae_core.outputs import lab_figures, tables
+from vae_core.outputs.tables import TABLE_FORMATS, write_table
+from vae_core.seeds import derive_seed
 
 if TYPE_CHECKING:
-    from .train import TrainResult
+    from vae_core.training.loop import TrainResult
 
 
 @dataclass
@@ -74,7 +75,7 @@ def lab_results(model: VAE, config: TrainConfig, data: MNISTData, history: list[
     )
 
 
-# The parts below are shared with the KNIME node steps (vae_core.steps). Each draws its own
+# The parts below are shared with the KNIME node steps (vae_core.nodes.steps). Each draws its own
 # seeded generator, so they give the same result in any order. ``split.source`` may be one
 # string or one string per image.
 def _sources(source, idx: torch.Tensor):
@@ -91,7 +92,7 @@ def sample_part(split: Split, n: int, seed: int) -> tuple[pd.DataFrame, torch.Te
 
 def latent_part(model: VAE, split: Split) -> pd.DataFrame:
     """Fig. 6 data: latent means (and log-variances) of every image of ``split``."""
-    mu, logvar = evaluate.encode(model, split.images)
+    mu, logvar = estimators.encode(model, split.images)
     return tables.latent_table(split.ids, split.source, split.labels, mu, logvar)
 
 
@@ -100,16 +101,16 @@ def reconstruction_part(model: VAE, split: Split, n: int, seed: int
     """Fig. 5 data: ``n`` seeded random images of ``split`` and their reconstructions."""
     r = pick(len(split), n, derive_seed(seed, "reconstructions"))
     originals = split.images[r]
-    recons = evaluate.reconstruct(model, originals)
+    recons = estimators.reconstruct(model, originals)
     table = tables.reconstruction_table(split.ids[r], _sources(split.source, r),
                                         split.labels[r], originals, recons,
-                                        evaluate.recon_bce(originals, recons))
+                                        estimators.recon_bce(originals, recons))
     return table, originals, recons
 
 
 def generated_part(model: VAE, n: int, seed: int) -> tuple[pd.DataFrame, torch.Tensor]:
     """Fig. 7 data: ``n`` digits decoded from seeded z ~ N(0, I)."""
-    z, images = evaluate.generate(model, n, seed=derive_seed(seed, "generated"))
+    z, images = estimators.generate(model, n, seed=derive_seed(seed, "generated"))
     return tables.generated_table(z, images), images
 
 
@@ -123,18 +124,18 @@ def write_results(res: LabResults, model: VAE, run_dir: Path, table_format: str 
         write_table(getattr(res, name), run_dir / path)
         out.tables[name] = path
     figures = {
-        "samples": plots.samples_figure(res.sample_images),
-        "loss": plots.loss_figure(res.loss),
-        "reconstructions": plots.reconstruction_figure(*res.recon_pair),
-        "latent": plots.latent_figure(res.latent),
-        "generated": plots.generated_figure(res.generated_images),
+        "samples": lab_figures.samples_figure(res.sample_images),
+        "loss": lab_figures.loss_figure(res.loss),
+        "reconstructions": lab_figures.reconstruction_figure(*res.recon_pair),
+        "latent": lab_figures.latent_figure(res.latent),
+        "generated": lab_figures.generated_figure(res.generated_images),
     }
     if model.latent_dim == 2:
         n = 20
-        z, images = evaluate.manifold(model, n)
-        figures["manifold"] = plots.manifold_figure(images, z, n)
+        z, images = estimators.manifold(model, n)
+        figures["manifold"] = lab_figures.manifold_figure(images, z, n)
     for name, fig in figures.items():
         path = Path("figures") / f"{name}.png"
-        plots.save_figure(fig, run_dir / path)
+        lab_figures.save_figure(fig, run_dir / path)
         out.figures[name] = path
     return out

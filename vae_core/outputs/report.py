@@ -14,13 +14,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import OPTIMISATION, settings
-from .errors import RunDirError
-from .evaluation import DEFAULT_IW_IMAGES, DEFAULT_IW_K, METRICS_FILE, evaluate_run_dir, find_table
-from .files import atomic_write_text
-from .html_page import esc, figure_html, format_value, kv_table, page, table_html
-from .rundir import finished_checkpoint, run_lock
-from .tables import read_table
+from vae_core.config import OPTIMISATION, settings
+from vae_core.errors import RunDirError
+from vae_core.evaluation.run_metrics import (
+    DEFAULT_IW_IMAGES,
+    DEFAULT_IW_K,
+    METRICS_FILE,
+    evaluate_run_dir,
+    find_table,
+)
+from vae_core.files import atomic_write_text
+from vae_core.outputs.html_page import esc, figure_html, format_value, kv_table, page, table_html
+from vae_core.outputs.tables import read_table
+from vae_core.training.rundir import finished_checkpoint, run_lock
 
 REPORT_FILE = "report.html"
 
@@ -218,7 +224,7 @@ def _claims_section(claims: dict) -> list[str]:
 
 
 def sweep_report(out_dir: Path) -> str:
-    from .sweep import REPEATS_DIR, config_name, load_sweep
+    from vae_core.experiments.sweep import REPEATS_DIR, config_name, load_sweep
 
     spec, configs = load_sweep(out_dir)
     settings = {**spec["shared"], "latent sizes": spec["latent_dims"], "β values": spec["betas"],

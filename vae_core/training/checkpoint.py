@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig
-from .errors import CheckpointError, ConfigError
-from .files import atomic_write_bytes
-from .model import VAE
+from vae_core.config import TrainConfig
+from vae_core.errors import CheckpointError, ConfigError
+from vae_core.files import atomic_write_bytes
+from vae_core.model.network import VAE
 
 FORMAT = "vae-mnist-checkpoint"
 FORMAT_VERSION = 1

@@ -14,7 +14,7 @@ A sweep folder looks like::
     repeats/<name>/                 optional: `vae-mnist repeat` folders (`make targets`), shown
                                     by the report as the held-out neg-ELBO over seeds
 
-A configuration is done when its folder is a finished run folder (:mod:`vae_core.rundir`) that
+A configuration is done when its folder is a finished run folder (:mod:`vae_core.training.rundir`) that
 was evaluated (``metrics.json``, written last) with the configuration's settings; it is never
 redone. One with a checkpoint and no metrics continues from its checkpoint, like
 ``vae-mnist run --resume``. Folders of earlier versions, which trained in place with
@@ -30,12 +30,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import eval_plots, evaluate, plots, tables
-from .claims import judge_claims, write_claims
-from .config import RESULT_SETTINGS, SWEEP_SHARED, TrainConfig, differences
-from .data import MNISTData, load_mnist
-from .errors import CheckpointError, ConfigError, RunDirError
-from .evaluation import (
+from vae_core.config import RESULT_SETTINGS, SWEEP_SHARED, TrainConfig, differences
+from vae_core.data.splits import MNISTData, load_mnist
+from vae_core.errors import CheckpointError, ConfigError, RunDirError
+from vae_core.evaluation import estimators
+from vae_core.evaluation.run_metrics import (
     DEFAULT_IW_IMAGES,
     DEFAULT_IW_K,
     METRICS_FILE,
@@ -44,11 +43,19 @@ from .evaluation import (
     read_run_table,
     write_evaluation,
 )
-from .files import atomic_write_text
-from .pipeline import run_training
-from .rundir import finished_checkpoint, prepare_run_dir, run_lock, settle, unfinished_checkpoint
-from .tables import read_table, write_table
-from .train import TrainResult
+from vae_core.experiments.claims import judge_claims, write_claims
+from vae_core.files import atomic_write_text
+from vae_core.outputs import evaluation_figures, lab_figures, tables
+from vae_core.outputs.tables import read_table, write_table
+from vae_core.training.jobs import run_training
+from vae_core.training.loop import TrainResult
+from vae_core.training.rundir import (
+    finished_checkpoint,
+    prepare_run_dir,
+    run_lock,
+    settle,
+    unfinished_checkpoint,
+)
 
 DEFAULT_LATENTS = (2, 5, 10, 20)
 DEFAULT_BETAS = (0.5, 1.0, 2.0, 4.0)
@@ -151,7 +158,7 @@ def run_sweep(out_dir: str | Path, base: TrainConfig | None = None, *,
         _check_sweep_file(out_dir, spec)
         atomic_write_text(out_dir / SWEEP_FILE, json.dumps(spec, indent=2) + "\n")
         data: MNISTData | None = None
-        pca: evaluate.PCA | None = None
+        pca: estimators.PCA | None = None
         for i, config in enumerate(configs):
             name = config_name(config)
             tag = f"[{i + 1}/{len(configs)}] {name}"
@@ -163,7 +170,7 @@ def run_sweep(out_dir: str | Path, base: TrainConfig | None = None, *,
                 continue
             if data is None:  # the grid shares the split: load it once, only if needed
                 data = load_mnist(base, data_dir, log=log)
-                pca = evaluate.PCA(data.train.images)  # one PCA baseline for every latent size
+                pca = estimators.PCA(data.train.images)  # one PCA baseline for every latent size
             res = _train_one(config, data, cfg_dir, progress, log, tag, lab_outputs)
             _evaluate_one(config, res, data, cfg_dir, iw_k, iw_images, pca, log, tag)
             result.trained.append(name)
@@ -198,7 +205,7 @@ def _train_one(config: TrainConfig, data: MNISTData, cfg_dir: Path, progress: bo
 
 
 def _evaluate_one(config: TrainConfig, res: TrainResult, data: MNISTData, cfg_dir: Path,
-                  iw_k: int, iw_images: int, pca: evaluate.PCA | None,
+                  iw_k: int, iw_images: int, pca: estimators.PCA | None,
                   log: Callable[[str], None], tag: str) -> None:
     """Evaluate a trained configuration into its run folder; metrics.json marks it done."""
     train_seconds = float(sum(r["seconds"] for r in res.history))
@@ -254,11 +261,11 @@ def write_sweep_figures(out_dir: Path, configs: Sequence[TrainConfig]) -> dict[s
     exp, dims, hists = _load_finished(out_dir, configs)
     if exp.empty:
         return {}
-    figs = {"tradeoff": eval_plots.tradeoff_figure(exp),
-            "metrics_vs_latent": eval_plots.metrics_vs_latent_figure(exp),
-            "kl_per_dim": eval_plots.kl_per_dim_figure(dims),
-            "loss_curves": eval_plots.loss_curves_figure(hists),
-            "smoothness": eval_plots.smoothness_figure(exp)}
+    figs = {"tradeoff": evaluation_figures.tradeoff_figure(exp),
+            "metrics_vs_latent": evaluation_figures.metrics_vs_latent_figure(exp),
+            "kl_per_dim": evaluation_figures.kl_per_dim_figure(dims),
+            "loss_curves": evaluation_figures.loss_curves_figure(hists),
+            "smoothness": evaluation_figures.smoothness_figure(exp)}
     strips = []
     for config in configs:
         path = find_table(out_dir / "configs" / config_name(config), "interpolation")
@@ -266,11 +273,11 @@ def write_sweep_figures(out_dir: Path, configs: Sequence[TrainConfig]) -> dict[s
             strips.append((f"z={config.latent_dim}, β={config.beta:g}",
                            tables.images_from_table(read_table(path))))
     if strips:
-        figs["interpolations"] = eval_plots.interpolation_grid_figure(
+        figs["interpolations"] = evaluation_figures.interpolation_grid_figure(
             strips, "Interpolation between the same two held-out images, every configuration")
     out = {}
     for name, fig in figs.items():
-        out[name] = plots.save_figure(fig, out_dir / "figures" / f"{name}.png")
+        out[name] = lab_figures.save_figure(fig, out_dir / "figures" / f"{name}.png")
     return out
 
 

@@ -1,0 +1,3 @@
+"""Many runs: the latent size x beta grid (``sweep``), one recipe over seeds (``repeat``), the
+lab's claims judged (``claims``).
+"""

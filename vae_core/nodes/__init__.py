@@ -1,0 +1,2 @@
+"""What the KNIME node scripts call: one function per node (``steps``).
+"""
