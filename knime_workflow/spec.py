@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from vae_core.config import SWEEP_VARIES
 from vae_core.evaluation.run_metrics import DEFAULT_IW_IMAGES, DEFAULT_IW_K
 from vae_core.experiments.sweep import DEFAULT_BETAS, DEFAULT_LATENTS
+from vae_core.nodes.experiments import DEFAULT_SWEEP_DIR
 from vae_core.nodes.steps import (
     APPLY_MODEL_PATH,
     DEFAULT_MODEL_FILE,
-    DEFAULT_SWEEP_DIR,
     LOSS_TABLE_SETTINGS,
     workflow_variables,
 )

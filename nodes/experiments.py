@@ -14,7 +14,7 @@ if not os.path.isfile(os.path.join(DATA_AREA, "vae_core", "__init__.py")):
     raise RuntimeError("This workflow's data folder has no vae_core: import the workflow from its "
                        ".knwf file, or run `make workflow` in the vae-mnist-knime checkout.")
 sys.path.insert(0, DATA_AREA)
-from vae_core.nodes.steps import experiments_step, sweep_params_from_flow_variables  # noqa: E402
+from vae_core.nodes.experiments import experiments_step, sweep_params_from_flow_variables  # noqa: E402
 
 out = experiments_step(sweep_params_from_flow_variables(knio.flow_variables),
                        DATA_AREA)

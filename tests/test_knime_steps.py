@@ -452,7 +452,7 @@ def test_train_step_learns_from_any_grey_image_table():
 
 
 def test_experiment_variables_are_validated():
-    from vae_core.nodes.steps import sweep_params_from_flow_variables
+    from vae_core.nodes.experiments import sweep_params_from_flow_variables
 
     p = sweep_params_from_flow_variables({"latent_dims": "2, 20", "betas": "1,4", "iw_k": 5,
                                           "iw_images": 7, "epochs": 3})
@@ -473,7 +473,7 @@ def test_experiment_variables_are_validated():
 def test_experiments_step_runs_the_grid_and_continues_after_an_interruption(mnist_dir, tmp_path,
                                                                            monkeypatch):
     from vae_core.nodes import steps
-    from vae_core.nodes.steps import experiments_step, sweep_params_from_flow_variables
+    from vae_core.nodes.experiments import experiments_step, sweep_params_from_flow_variables
 
     params = sweep_params_from_flow_variables({
         "latent_dims": "2,3", "betas": "1,2", "epochs": 1, "train_limit": 300, "eval_limit": 100,

@@ -10,7 +10,6 @@ Downstream nodes draw their random picks from the *model's* seed, exactly like
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,6 @@ from vae_core.config import (
 )
 from vae_core.data.splits import MNISTData, Split, load_mnist
 from vae_core.errors import ConfigError, TableError
-from vae_core.evaluation.run_metrics import DEFAULT_IW_IMAGES, DEFAULT_IW_K
-from vae_core.experiments.sweep import DEFAULT_BETAS, DEFAULT_LATENTS, run_sweep
 from vae_core.model.network import VAE
 from vae_core.outputs import lab_figures, results, tables
 from vae_core.seeds import derive_seed
@@ -73,7 +70,7 @@ def workflow_variables(table: tuple[Setting, ...] = SETTINGS
 _CONFIG_VARIABLES = tuple(name for name, _, _ in workflow_variables())
 FLOW_VARIABLES = (*_CONFIG_VARIABLES, *NODE_VARIABLES)  # declared in workflow.knime
 _OPTIONAL = tuple(s.name for s in SETTINGS if s.optional)  # 0 means "not limited"
-_HINT = ("Fix the workflow variable (right-click the workflow > Workflow Variables..., or "
+HINT = ("Fix the workflow variable (right-click the workflow > Workflow Variables..., or "
          "-workflow.variable=NAME,VALUE,TYPE in batch mode).")
 # The model file both the main and the apply workflow use by default: in the main workflow's
 # data area, so it travels with that workflow and the apply workflow beside it finds it.
@@ -113,18 +110,18 @@ def params_from_flow_variables(flow_variables: Mapping[str, Any]) -> NodeParams:
             values[name] = None
     data_dir = flow_variables.get("data_dir", "")
     if not isinstance(data_dir, str):
-        raise ConfigError(f"data_dir must be a string (a folder path), got {data_dir!r}. {_HINT}")
+        raise ConfigError(f"data_dir must be a string (a folder path), got {data_dir!r}. {HINT}")
     model_path = flow_variables.get("model_path", DEFAULT_MODEL_FILE)
     if not isinstance(model_path, str) or not model_path.strip():
-        raise ConfigError(f"model_path must be a file path, got {model_path!r}. {_HINT}")
+        raise ConfigError(f"model_path must be a file path, got {model_path!r}. {HINT}")
     overwrite = flow_variables.get("overwrite_model", 0)
     if isinstance(overwrite, bool) or overwrite not in (0, 1, "0", "1"):
         raise ConfigError(f"overwrite_model must be 0 (keep a different model already saved) or "
-                          f"1 (replace it), got {overwrite!r}. {_HINT}")
+                          f"1 (replace it), got {overwrite!r}. {HINT}")
     try:
         config = TrainConfig.from_dict(values, source="the flow variables")
     except ConfigError as exc:
-        raise ConfigError(f"{exc} {_HINT}") from None
+        raise ConfigError(f"{exc} {HINT}") from None
     return NodeParams(config=config, data_dir=data_dir.strip() or None,
                       model_path=model_path.strip(), overwrite_model=int(overwrite) == 1)
 
@@ -272,98 +269,6 @@ def load_model_step(params: NodeParams, data_area: str) -> ModelAndTable:
     path = resolve_model_path(params.model_path, data_area)
     trained = load_model_file(path)
     return ModelAndTable(trained.record, _model_info(trained, path, "loaded"))
-
-
-# ----------------------------------------------------------------------------- experiments
-# Variables of the experiments workflow beyond the training ones: the grid and the evaluation.
-EXPERIMENT_VARIABLES = ("latent_dims", "betas", "iw_k", "iw_images", "sweep_dir")
-DEFAULT_SWEEP_DIR = "sweep"  # relative: in the workflow's data area
-
-
-@dataclass(frozen=True)
-class SweepParams:
-    """The experiments node's settings: shared training settings, the grid, where it lives."""
-
-    base: NodeParams
-    latent_dims: tuple[int, ...]
-    betas: tuple[float, ...]
-    iw_k: int
-    iw_images: int
-    sweep_dir: str
-
-
-class ExperimentsOutput(NamedTuple):
-    experiments: pd.DataFrame  # one row per configuration (the sweep's experiments.csv)
-    claims: pd.DataFrame  # one row per claim or target: verdict and the numbers deciding it
-    figures: list[bytes]  # PNG: trade-off, metrics against latent size, KL per dimension
-    flow_variables: dict[str, int]  # configurations trained now / kept from an earlier run
-
-
-SWEEP_FIGURES = ("tradeoff", "metrics_vs_latent", "kl_per_dim")
-
-
-def _number_list(name: str, value: Any, cast: Callable[[str], Any]) -> tuple:
-    try:
-        items = tuple(cast(v.strip()) for v in str(value).split(",") if v.strip())
-    except ValueError:
-        items = ()
-    if not items:
-        raise ConfigError(f"{name} must be a comma-separated list of numbers such as "
-                          f"\"2,5,10,20\", got {value!r}. {_HINT}")
-    return items
-
-
-def sweep_params_from_flow_variables(flow_variables: Mapping[str, Any]) -> SweepParams:
-    """The experiments workflow's variables, validated (one clear message each)."""
-    base = params_from_flow_variables(flow_variables)
-    values = {k: flow_variables.get(k) for k in EXPERIMENT_VARIABLES}
-    evaluation = {}
-    for name, default in (("iw_k", DEFAULT_IW_K), ("iw_images", DEFAULT_IW_IMAGES)):
-        value = default if values[name] is None else values[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}. {_HINT}")
-        evaluation[name] = value
-    sweep_dir = values["sweep_dir"] if values["sweep_dir"] is not None else DEFAULT_SWEEP_DIR
-    if not isinstance(sweep_dir, str) or not sweep_dir.strip():
-        raise ConfigError(f"sweep_dir must be a folder path, got {sweep_dir!r}. {_HINT}")
-    return SweepParams(
-        base=base,
-        latent_dims=(_number_list("latent_dims", values["latent_dims"], int)
-                     if values["latent_dims"] else DEFAULT_LATENTS),
-        betas=(_number_list("betas", values["betas"], float)
-               if values["betas"] else DEFAULT_BETAS),
-        sweep_dir=sweep_dir.strip(), **evaluation)
-
-
-def experiments_step(params: SweepParams, data_area: str,
-                     log: Callable[[str], None] = print) -> ExperimentsOutput:
-    """The lab's grid with the project's sweep (``vae-mnist sweep``): trains what is not
-    finished in ``sweep_dir`` (relative: in the data area), so re-executing after a cancel or
-    a crash continues; then the experiments table, the claims and the trade-off figures."""
-    out_dir = Path(data_area) / Path(params.sweep_dir).expanduser()
-    res = run_sweep(out_dir, params.base.config, latent_dims=params.latent_dims,
-                    betas=params.betas, data_dir=params.base.data_dir, iw_k=params.iw_k,
-                    iw_images=params.iw_images, log=log, lab_outputs=False)
-    experiments = res.experiments.copy()
-    experiments.insert(1, "latent", pd.array([f"z={z}" for z in experiments["latent_dim"]],
-                                             dtype="string"))
-    figures = [(res.out_dir / "figures" / f"{name}.png").read_bytes() for name in SWEEP_FIGURES]
-    return ExperimentsOutput(experiments, claims_table(res.claims), figures,
-                             {"sweep_trained": len(res.trained), "sweep_kept": len(res.reused)})
-
-
-def claims_table(claims: dict) -> pd.DataFrame:
-    """The verdicts as a table: kind (claim | target), the statement, verdict, how it was
-    measured, and the numbers that decide it (JSON text)."""
-    rows = [{"kind": "claim", "statement": c["claim"], "verdict": c["verdict"],
-             "measure": c["measure"], "numbers": json.dumps(c["numbers"], sort_keys=True),
-             "note": c.get("note", "")} for c in claims.get("claims", [])]
-    rows += [{"kind": "target", "statement": t["target"],
-              "verdict": "met" if t["met"] else "not met", "measure": "",
-              "numbers": json.dumps(t["value"], sort_keys=True), "note": ""}
-             for t in claims.get("targets", [])]
-    columns = ["kind", "statement", "verdict", "measure", "numbers", "note"]
-    return pd.DataFrame(rows, columns=columns).astype("string")
 
 
 # ----------------------------------------------------------------------------- helpers
