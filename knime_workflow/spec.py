@@ -171,6 +171,58 @@ _GENERATED_COLUMNS = ("image", "sample_id", "z1", "z2")
 _BUNDLE_NOTE = ("The workflow carries its own vae_core (in its data folder): the Python "
                 "environment needs only the packages of environment.yml (see docs/KNIME.md).")
 
+def _model_use(at: dict[str, tuple[int, int]]) -> tuple[tuple, tuple, tuple, tuple]:
+    """The nodes that use a model (node 2's object) on MNIST's held-out images (node 1's table
+    2), in both the main and the apply workflow: (nodes, links) before and after the main
+    workflow's Save Model, placed at ``at``."""
+    nodes_a = (
+        PythonScript(4, "Encode", "nodes/encode.py", at["encode"],
+                     in_objects=1, in_tables=1, out_tables=2, out_images=1),
+        _latent_plot(5, at["latent"]),
+        PythonScript(6, "Reconstruct", "nodes/reconstruct.py", at["reconstruct"],
+                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
+        PythonScript(7, "Generate", "nodes/generate.py", at["generate"],
+                     in_objects=1, out_tables=1, out_images=1),
+        PythonScript(8, "Decode", "nodes/decode.py", at["decode"],
+                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
+    )
+    nodes_b = (
+        _explorer_plot(10, at["explorer"]),
+        TableView(11, "Latent explorer digits", at["explorer_digits"], _EXPLORER_COLUMNS,
+                  "Digits of the latent explorer's points"),
+        TableView(12, "Originals and reconstructions", at["recon_view"], _RECON_COLUMNS,
+                  "Originals beside their reconstructions"),
+        TableView(13, "Generated digits", at["generated_view"], _GENERATED_COLUMNS,
+                  "Digits decoded from z ~ N(0, I)"),
+    )
+    links_a = (
+        Link(2, "object 1", 4, "object 1"),
+        Link(1, "table 2", 4, "table 1"),
+        Link(4, "table 1", 5, "table 1"),
+        Link(2, "object 1", 6, "object 1"),
+        Link(1, "table 2", 6, "table 1"),
+        Link(2, "object 1", 7, "object 1"),
+        Link(2, "object 1", 8, "object 1"),
+        Link(4, "table 2", 8, "table 1"),
+    )
+    links_b = (
+        Link(4, "table 2", 10, "table 1"),
+        Link(4, "table 2", 11, "table 1"),
+        Link(6, "table 1", 12, "table 1"),
+        Link(7, "table 1", 13, "table 1"),
+    )
+    return nodes_a, links_a, nodes_b, links_b
+
+
+_MAIN_USE = _model_use({"encode": (460, 60), "latent": (700, 0), "reconstruct": (460, 260),
+                        "generate": (460, 400), "decode": (700, 200), "explorer": (700, 100),
+                        "explorer_digits": (900, 100), "recon_view": (700, 300),
+                        "generated_view": (700, 420)})
+_APPLY_USE = _model_use({"encode": (300, 60), "latent": (540, 0), "reconstruct": (300, 200),
+                         "generate": (300, 340), "decode": (540, 200), "explorer": (540, 100),
+                         "explorer_digits": (740, 100), "recon_view": (540, 300),
+                         "generated_view": (540, 420)})
+
 MAIN = Workflow(
     name="VAE_MNIST",
     annotation=(
@@ -189,24 +241,10 @@ MAIN = Workflow(
         PythonScript(2, "Train VAE", "nodes/train_vae.py", (260, 400),
                      in_tables=2, out_tables=1, out_images=1, out_objects=1),
         _loss_plot(3, (700, 600)),
-        PythonScript(4, "Encode", "nodes/encode.py", (460, 60),
-                     in_objects=1, in_tables=1, out_tables=2, out_images=1),
-        _latent_plot(5, (700, 0)),
-        PythonScript(6, "Reconstruct", "nodes/reconstruct.py", (460, 260),
-                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
-        PythonScript(7, "Generate", "nodes/generate.py", (460, 400),
-                     in_objects=1, out_tables=1, out_images=1),
-        PythonScript(8, "Decode", "nodes/decode.py", (700, 200),
-                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
+        *_MAIN_USE[0],
         PythonScript(9, "Save Model", "nodes/save_model.py", (460, 600),
                      in_objects=1, out_tables=1),
-        _explorer_plot(10, (700, 100)),
-        TableView(11, "Latent explorer digits", (900, 100), _EXPLORER_COLUMNS,
-                  "Digits of the latent explorer's points"),
-        TableView(12, "Originals and reconstructions", (700, 300), _RECON_COLUMNS,
-                  "Originals beside their reconstructions"),
-        TableView(13, "Generated digits", (700, 420), _GENERATED_COLUMNS,
-                  "Digits decoded from z ~ N(0, I)"),
+        *_MAIN_USE[2],
         TableView(14, "Sample images", (260, 140), ("image", "digit", "image_id"),
                   "Random training images"),
     ),
@@ -214,19 +252,9 @@ MAIN = Workflow(
         Link(1, "table 1", 2, "table 1"),
         Link(1, "table 2", 2, "table 2"),
         Link(2, "table 1", 3, "table 1"),
-        Link(2, "object 1", 4, "object 1"),
-        Link(1, "table 2", 4, "table 1"),
-        Link(4, "table 1", 5, "table 1"),
-        Link(2, "object 1", 6, "object 1"),
-        Link(1, "table 2", 6, "table 1"),
-        Link(2, "object 1", 7, "object 1"),
-        Link(2, "object 1", 8, "object 1"),
-        Link(4, "table 2", 8, "table 1"),
+        *_MAIN_USE[1],
         Link(2, "object 1", 9, "object 1"),
-        Link(4, "table 2", 10, "table 1"),
-        Link(4, "table 2", 11, "table 1"),
-        Link(6, "table 1", 12, "table 1"),
-        Link(7, "table 1", 13, "table 1"),
+        *_MAIN_USE[3],
         Link(1, "table 3", 14, "table 1"),
     ),
 )
@@ -247,36 +275,12 @@ APPLY = Workflow(
                      out_tables=3, out_images=1),
         PythonScript(2, "Load Model", "nodes/load_model.py", (60, 380),
                      out_tables=1, out_objects=1),
-        PythonScript(4, "Encode", "nodes/encode.py", (300, 60),
-                     in_objects=1, in_tables=1, out_tables=2, out_images=1),
-        _latent_plot(5, (540, 0)),
-        PythonScript(6, "Reconstruct", "nodes/reconstruct.py", (300, 200),
-                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
-        PythonScript(7, "Generate", "nodes/generate.py", (300, 340),
-                     in_objects=1, out_tables=1, out_images=1),
-        PythonScript(8, "Decode", "nodes/decode.py", (540, 200),
-                     in_objects=1, in_tables=1, out_tables=1, out_images=1),
-        _explorer_plot(10, (540, 100)),
-        TableView(11, "Latent explorer digits", (740, 100), _EXPLORER_COLUMNS,
-                  "Digits of the latent explorer's points"),
-        TableView(12, "Originals and reconstructions", (540, 300), _RECON_COLUMNS,
-                  "Originals beside their reconstructions"),
-        TableView(13, "Generated digits", (540, 420), _GENERATED_COLUMNS,
-                  "Digits decoded from z ~ N(0, I)"),
+        *_APPLY_USE[0],
+        *_APPLY_USE[2],
     ),
     links=(
-        Link(2, "object 1", 4, "object 1"),
-        Link(1, "table 2", 4, "table 1"),
-        Link(4, "table 1", 5, "table 1"),
-        Link(2, "object 1", 6, "object 1"),
-        Link(1, "table 2", 6, "table 1"),
-        Link(2, "object 1", 7, "object 1"),
-        Link(2, "object 1", 8, "object 1"),
-        Link(4, "table 2", 8, "table 1"),
-        Link(4, "table 2", 10, "table 1"),
-        Link(4, "table 2", 11, "table 1"),
-        Link(6, "table 1", 12, "table 1"),
-        Link(7, "table 1", 13, "table 1"),
+        *_APPLY_USE[1],
+        *_APPLY_USE[3],
     ),
 )
 
