@@ -202,3 +202,20 @@ def old_run(finished, tmp_path):
         (run / rel).write_text(text)
     return run
 
+
+
+# ----------------------------------------------------------------------------- KNIME steps
+@pytest.fixture(scope="session")
+def knime_model() -> dict:
+    """A model record, as the Train VAE node puts it on its object port."""
+    from _knime_steps import model_object
+
+    return model_object()
+
+
+@pytest.fixture(scope="session")
+def images_df():
+    """Twelve grey images with digits and row ids, as an image table."""
+    from _knime_steps import images_table
+
+    return images_table()
