@@ -18,9 +18,9 @@ import PIL.Image
 sys.path.insert(0, str(Path(__file__).resolve().parent / "knime_double"))  # test-only
 
 from knime_files import array_values, parse, value  # noqa: E402
+from knime_legacy import run_legacy_source_isolated  # noqa: E402
 from knime_runner import (  # noqa: E402  (puts KNIME's real knime.* packages on sys.path)
     Table,
-    run_legacy_source_isolated,
     run_script_isolated,
 )
 

@@ -21,7 +21,8 @@ from _workflow_run import (
     workflow_variables,
 )
 from knime_files import parse
-from knime_runner import NodeExecutionError, run_legacy_source_isolated, run_script_isolated
+from knime_legacy import run_legacy_source_isolated
+from knime_runner import NodeExecutionError, run_script_isolated
 
 
 # ----------------------------------------------------------------------------- static checks
