@@ -1,7 +1,7 @@
 """Two alternatives to vae_core's autograd training, for the benchmark only.
 
 - ``train_handwritten``: the step with hand-written gradients (``handwritten_step``), which was
-  vae_core's training step before issue 10;
+  vae_core's training step before it moved to autograd;
 - ``train_vmap``: G models of one shape (a sweep group: same data, own β, own weights, own noise)
   in one step, ``torch.func.vmap`` of ``grad`` over stacked parameters.
 

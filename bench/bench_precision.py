@@ -1,6 +1,6 @@
 """fp32 against bf16 mixed precision, in one run on one device: speed, arithmetic floors, quality.
 
-    VAE_MNIST_DIR=../shared/mnist python bench/bench_precision.py [--device auto] [--json FILE]
+    VAE_MNIST_DIR=<MNIST folder> python bench/bench_precision.py [--device auto] [--json FILE]
 
 - speed: the vae_core epoch (training pass + held-out pass, z = 2, batch 128, the lab's data)
   in fp32 and in bf16, each the best of ``--speed-epochs`` epochs of one run;

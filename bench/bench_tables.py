@@ -1,9 +1,9 @@
 """KNIME-side table I/O of the main workflow vs its training time, per pixel representation.
 
-    VAE_MNIST_DIR=../shared/mnist python bench/bench_tables.py [--epochs-timed 2] [--json FILE]
+    VAE_MNIST_DIR=<MNIST folder> python bench/bench_tables.py [--epochs-timed 2] [--json FILE]
 
 Every table port of VAE_MNIST at its defaults (60k file, 48,000 training / 12,000 held-out
-images, 30 epochs) is timed through KNIME 5.5.3's real Python conversion (../shared/knime/python,
+images, 30 epochs) is timed through KNIME 5.5.3's real Python conversion (KNIME's Python sources,
 driven by tests/knime_double/knime_ports.py): ``Table.from_pandas`` + the real ArrowDataSink
 writing the port file (the sending node), then the real ArrowSourceTable reading it +
 ``to_pandas`` + the step's table reader (each receiving node). Pixels go once as float64 in
@@ -40,7 +40,7 @@ from vae_core.outputs import results, tables  # noqa: E402
 from vae_core.training.loop import train  # noqa: E402
 from vae_core.training.model_file import TrainedVAE, model_record  # noqa: E402
 
-TARGET = 0.15  # table I/O at most 15 % of the workflow's training time (issue 11)
+TARGET = 0.15  # table I/O at most this share of the workflow's training time
 
 
 def _send(df: pd.DataFrame, folder: Path, name: str) -> tuple[Path, float]:

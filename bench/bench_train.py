@@ -115,7 +115,7 @@ def run_core(root: Path, epochs: int, seed: int, limit: int | None = None, lk_k:
     out = {"s_per_epoch": statistics.median(times), "test_neg_elbo": result.history[-1]["test_loss"],
            "encode_reconstruct_12k_s": eval_s, "peak_rss_mb": peak_rss_mb(), **out_hw}
     bound = getattr(estimators, "importance_sampled_bound", None)
-    if bound is not None:  # the L_k metric (issue 4), timed when present
+    if bound is not None:  # the L_k metric, timed when present
         t0 = time.perf_counter()
         bound(result.model, data.eval.images[:1000], k=lk_k)
         out["lk_s"] = time.perf_counter() - t0

@@ -1,6 +1,6 @@
 """The training step with hand-written gradients, for G models of one shape at once.
 
-Kept only as a benchmark column (bench/alt_training.py): until issue 10 this was vae_core's
+Kept only as a benchmark column (bench/alt_training.py): this used to be vae_core's
 training step; vae_core now trains with autograd. Why it existed: on a 2-core CPU the lab's
 model is so small that autograd's bookkeeping costs a large share of each step, and a sweep
 trains many such models. Here G models (same layer sizes, own weights, own β, own noise) share

@@ -3,7 +3,7 @@
 Only two element names exist: ``<config key>`` and ``<entry key type value [isnull]>``.
 String values get KNIME's own escape first (control characters, UTF-16 units above 0xD7FF and
 a ``%`` followed by ``%`` become ``%%`` + 5 decimal digits; newline = ``%%00010``), then normal
-XML attribute escaping. See ../shared/knime/KNIME_FORMAT.md §2 and §3.6.
+XML attribute escaping. See KNIME_FORMAT.md §2 and §3.6.
 """
 
 from __future__ import annotations

@@ -2,13 +2,19 @@
 
 It serves only the files it is given (from memory; anything else is a 404), at most
 ``MAX_REQUESTS`` requests, and records what was asked for and what was sent in full, so a test
-can show that the real download path fetched every file from it and from nowhere else.
+can show that the real download path fetched every file from it and from nowhere else. Also the
+checksums a verified download must match (``expected_sha256``).
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from vae_core.data.sources import FILES
 
 MAX_REQUESTS = 64
 
@@ -86,3 +92,14 @@ class MirrorServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+
+
+def expected_sha256(mnist_dir: Path) -> dict[str, str]:
+    """SHA-256 of the decompressed files, from the folder's SHA256SUMS (independent of vae_core);
+    a folder without one: computed from its .gz files."""
+    sums = mnist_dir / "SHA256SUMS"
+    if sums.is_file():
+        pairs = (line.split() for line in sums.read_text().splitlines() if line.strip())
+        return {name.lstrip("*"): digest for digest, name in pairs}
+    return {n: hashlib.sha256(gzip.decompress((mnist_dir / f"{n}.gz").read_bytes())).hexdigest()
+            for n in FILES}

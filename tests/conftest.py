@@ -14,6 +14,7 @@ line saying how many tests were skipped and why.
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -162,3 +163,59 @@ def small_data(mnist_dir, small_config):
     from vae_core.data.splits import load_mnist
 
     return load_mnist(small_config, mnist_dir)
+
+
+# ----------------------------------------------------------------------------- run folders
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory, mnist_dir):
+    """A finished small run (the run-folder tests' ``FLAGS``), never modified by a test."""
+    from _run_folder import FLAGS
+
+    from vae_core import cli
+
+    run = tmp_path_factory.mktemp("finished") / "run"
+    assert cli.main(["run", "--run-dir", str(run), "--data-dir", str(mnist_dir), *FLAGS]) == 0
+    return run
+
+
+@pytest.fixture(scope="session")
+def seed1(tmp_path_factory, mnist_dir):
+    """The run an `--overwrite ... --seed 1` must produce, made in an empty folder."""
+    from _run_folder import FLAGS
+
+    from vae_core import cli
+
+    run = tmp_path_factory.mktemp("seed1") / "run"
+    assert cli.main(["run", "--run-dir", str(run), "--data-dir", str(mnist_dir), *FLAGS,
+                     "--seed", "1"]) == 0
+    return run
+
+
+@pytest.fixture
+def old_run(finished, tmp_path):
+    """A finished run plus the metrics, report and notes added to it later."""
+    from _run_folder import EXTRA
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    for rel, text in EXTRA.items():
+        (run / rel).write_text(text)
+    return run
+
+
+
+# ----------------------------------------------------------------------------- KNIME steps
+@pytest.fixture(scope="session")
+def knime_model() -> dict:
+    """A model record, as the Train VAE node puts it on its object port."""
+    from _knime_steps import model_object
+
+    return model_object()
+
+
+@pytest.fixture(scope="session")
+def images_df():
+    """Twelve grey images with digits and row ids, as an image table."""
+    from _knime_steps import images_table
+
+    return images_table()

@@ -17,9 +17,10 @@ from vae_core.training.checkpoint import load_checkpoint
 SMALL = ["--epochs", "2", "--train-limit", "1500", "--eval-limit", "300", "--quiet"]
 
 
-def cli(*args, **kw):
+def cli(*args, env=None, **kw):
     return subprocess.run([sys.executable, "-m", "vae_core.cli", *map(str, args)],
-                          capture_output=True, text=True, env={**os.environ}, timeout=300, **kw)
+                          capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=300, **kw)
 
 
 def assert_user_error(proc, *fragments):
@@ -136,22 +137,39 @@ def test_config_file_is_read_and_flags_override(tmp_path, mnist_dir):
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (saved["latent_dim"], saved["beta"], saved["epochs"]) == (3, 2.0, 1)
     assert not (tmp_path / "r" / "tables" / "latent.csv").exists()  # train: loss table only
+
+
+def test_unknown_config_file_key_is_one_clear_error(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"latent_dims": 3}')
     assert_user_error(cli("train", "--config", bad), "Unknown option(s) 'latent_dims'")
 
 
-def test_bad_data_dir_and_file_as_run_dir(tmp_path, mnist_dir):
+def test_missing_data_dir_is_one_clear_error(tmp_path):
     assert_user_error(cli("fetch-data", "--data-dir", tmp_path / "none"), "does not exist")
+
+
+def test_a_file_as_run_dir_is_one_clear_error(tmp_path, mnist_dir):
     afile = tmp_path / "afile"
     afile.write_text("x")
     assert_user_error(cli("run", "--run-dir", afile, "--data-dir", mnist_dir, *SMALL),
                       "is a file, not a folder")
+    assert afile.read_text() == "x"
 
 
-def test_fetch_data_verifies_a_folder(mnist_dir):
-    proc = cli("fetch-data", "--data-dir", mnist_dir)
-    assert proc.returncode == 0 and "verified" in proc.stdout
+def test_fetch_data_verifies_a_folder_into_the_cache(mnist_dir, tmp_path):
+    """The four files, decompressed into the cache and checked against the published SHA-256;
+    the one line printed names where they are."""
+    import hashlib
+
+    from vae_core.data.sources import FILES, SHA256
+
+    home = tmp_path / "home"
+    proc = cli("fetch-data", "--data-dir", mnist_dir, env={"VAE_MNIST_HOME": str(home)})
+    raw = home / "MNIST" / "raw"
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert proc.stdout == f"MNIST verified (SHA-256) in {raw}\n"
+    assert {n: hashlib.sha256((raw / n).read_bytes()).hexdigest() for n in FILES} == SHA256
 
 
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, mnist_dir):
@@ -177,7 +195,12 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, mnist_dir):
     assert os.listdir(run_dir) == [".incomplete"]  # no lock left, nothing shown as finished
 
 
-def test_precision_flag_and_config_key(tmp_path, mnist_dir):
+def _precision_args(run_dir, mnist_dir) -> list:
+    return ["train", "--run-dir", run_dir, "--epochs", "1", "--train-limit", "200",
+            "--eval-limit", "50", "--device", "cpu", "--data-dir", mnist_dir, "--quiet"]
+
+
+def test_precision_bf16_runs_only_where_the_cpu_computes_it_natively(tmp_path, mnist_dir):
     """--precision bf16 runs where the CPU computes bf16 natively; elsewhere it is one clear
     error before anything is written (never a silent, many times slower emulation)."""
     import torch
@@ -185,9 +208,7 @@ def test_precision_flag_and_config_key(tmp_path, mnist_dir):
     from vae_core.training.loop import native_bf16
 
     run_dir = tmp_path / "run"
-    args = ["train", "--run-dir", run_dir, "--epochs", "1", "--train-limit", "200",
-            "--eval-limit", "50", "--device", "cpu", "--data-dir", mnist_dir, "--quiet"]
-    proc = cli(*args, "--precision", "bf16")
+    proc = cli(*_precision_args(run_dir, mnist_dir), "--precision", "bf16")
     if native_bf16(torch.device("cpu")):
         assert proc.returncode == 0, proc.stderr
         assert json.loads((run_dir / "config.json").read_text())["precision"] == "bf16"
@@ -195,11 +216,18 @@ def test_precision_flag_and_config_key(tmp_path, mnist_dir):
         assert_user_error(proc, "precision=bf16 was requested on cpu",
                           "AVX512-BF16 or AMX-BF16", "Use precision=fp32")
         assert not run_dir.exists() or not any(run_dir.iterdir())  # nothing written
+
+
+def test_precision_config_key_is_saved_as_given(tmp_path, mnist_dir):
     cfg = tmp_path / "c.toml"
     cfg.write_text('precision = "auto"\n')
-    proc = cli(*args, "--run-dir", tmp_path / "auto", "--config", cfg)
+    proc = cli(*_precision_args(tmp_path / "auto", mnist_dir), "--config", cfg)
     assert proc.returncode == 0, proc.stderr
     saved = json.loads((tmp_path / "auto" / "config.json").read_text())
     assert saved["precision"] == "auto"  # the setting as given; the run resolves it
-    bad = cli(*args, "--run-dir", tmp_path / "bad", "--precision", "fp16")
+
+
+def test_unknown_precision_is_refused_by_the_parser(tmp_path, mnist_dir):
+    bad = cli(*_precision_args(tmp_path / "bad", mnist_dir), "--precision", "fp16")
     assert bad.returncode == 2 and "invalid choice: 'fp16'" in bad.stderr
+    assert not (tmp_path / "bad").exists()

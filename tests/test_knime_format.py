@@ -2,32 +2,29 @@
 
 Reference files are READ from ../shared/knime/reference at test time (never copied into the
 project); those tests are skipped with a clear reason when that folder is absent. Also: load
-rules of workflow.knime (KNIME_FORMAT.md §2.1-2.4, §3), the .knwf layout, deterministic builds
-and ``--check``, KNIME's string escaping, the .epf, environment.yml and the batch wrapper.
+rules of workflow.knime (KNIME_FORMAT.md §2.1-2.4, §3) and the .knwf layout. The builder, the
+escaping and the .epf: ``test_knime_build.py``; environment.yml and the batch wrapper:
+``test_knime_batch.py``.
 """
 
 from __future__ import annotations
 
 import io
 import re
-import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "knime_double"))  # test-only helpers
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # knime_workflow/ is not an installed package
 
-from knime_files import array_values, knime_unescape, parse, shape, value  # noqa: E402
+from knime_files import array_values, parse, shape, value  # noqa: E402
 
-from knime_workflow import batch, build, knime_xml, spec  # noqa: E402
+from knime_workflow import build, spec  # noqa: E402
 
 OUT = REPO / "knime_workflow"
 REFERENCE = REPO.parent / "shared" / "knime" / "reference"
@@ -303,274 +300,3 @@ def test_knwf_has_one_top_folder_and_the_folders_files(wf, fresh):
                  for p in folder.rglob("*") if p.is_file()}
         assert {n: zf.read(n) for n in names} == built
         assert f"{wf.name}/data/vae_core/__init__.py" in names  # the archive carries vae_core
-
-
-# ----------------------------------------------------------------------------- builder
-def test_committed_workflow_is_up_to_date():
-    """Every tracked generated file, the .knwf archives included, equals a fresh build byte
-    for byte."""
-    assert build.differences() == []
-    assert build.main(["--check"]) == 0
-
-
-def _git(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["git", *args], cwd=REPO, input=stdin, capture_output=True, text=True,
-                          timeout=60)
-    if proc.returncode == 128:
-        pytest.skip(f"not a git checkout: {proc.stderr.strip()}")
-    return proc
-
-
-def test_git_tracks_the_reviewable_files_and_ignores_the_bundles():
-    """workflow.knime, settings.xml, the .knwf archives are in every clone; the bundled copies
-    of vae_core are a local build output, never committed."""
-    outputs = [f"knime_workflow/{p}" for p in build.expected_outputs()]
-    tracked = [p for p in outputs if build.is_tracked_output(p.removeprefix("knime_workflow/"))]
-    bundles = [p for p in outputs if p not in tracked]
-    assert bundles and all("/data/vae_core/" in p for p in bundles)
-    ignored = _git("check-ignore", "--no-index", "--stdin", stdin="\n".join(outputs)).stdout.split("\n")
-    assert sorted(filter(None, ignored)) == sorted(bundles)
-    in_git = set(_git("ls-files", "knime_workflow").stdout.split("\n")) - {""}
-    generated = {p for p in in_git if p.split("/")[1] in
-                 {*(wf.name for wf in spec.WORKFLOWS), *(f"{wf.name}.knwf" for wf in spec.WORKFLOWS),
-                  build.SAMPLE_EPF}}
-    assert generated == set(tracked)
-    assert not [p for p in in_git if "/data/" in p]
-
-
-def test_build_is_deterministic(tmp_path):
-    build.build(out_dir=tmp_path / "a")
-    build.build(out_dir=tmp_path / "b")
-    a = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in (tmp_path / "a").rglob("*")
-         if p.is_file()}
-    b = {p.relative_to(tmp_path / "b"): p.read_bytes() for p in (tmp_path / "b").rglob("*")
-         if p.is_file()}
-    assert a == b and len(a) == len(build.expected_outputs())
-
-
-def test_check_reports_what_differs_in_the_committed_files(tmp_path):
-    out = tmp_path / "knime_workflow"
-    build.build(out_dir=out)
-    settings = out / "VAE_MNIST" / "Python Script (#2)" / "settings.xml"
-    settings.write_bytes(settings.read_bytes().replace(b"train_step", b"train_stop"))
-    (out / "VAE_MNIST_legacy.knwf").write_bytes(b"not a zip")
-    (out / "VAE_MNIST_legacy" / "workflow.knime").unlink()
-    assert sorted(build.differences(out_dir=out, root=REPO)) == sorted([
-        "out of date: knime_workflow/VAE_MNIST/Python Script (#2)/settings.xml",
-        "out of date: knime_workflow/VAE_MNIST_legacy.knwf",
-        "missing: knime_workflow/VAE_MNIST_legacy/workflow.knime"])
-    build.build(out_dir=out, root=REPO)
-    assert build.differences(out_dir=out, root=REPO) == []
-
-
-def test_a_knwf_deflated_instead_of_stored_is_out_of_date(tmp_path):
-    """Byte for byte: an archive with the same entries but other bytes is not the build's."""
-    out = tmp_path / "knime_workflow"
-    build.build(out_dir=out)
-    knwf = out / "VAE_MNIST.knwf"
-    with zipfile.ZipFile(io.BytesIO(knwf.read_bytes())) as zf:
-        entries = [(i, zf.read(i)) for i in zf.infolist()]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for info, data in entries:
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
-    knwf.write_bytes(buffer.getvalue())
-    assert build.differences(out_dir=out, root=REPO) == ["out of date: knime_workflow/VAE_MNIST.knwf"]
-
-
-def test_build_keeps_the_users_files_and_refreshes_the_bundle(tmp_path):
-    """A model saved into a workflow's data area, KNIME's lock and executed state are the
-    user's: building never deletes them. Only a bundled module vae_core no longer has goes."""
-    out = tmp_path / "knime_workflow"
-    build.build(out_dir=out)
-    node = out / "VAE_MNIST" / "Python Script (#2)"
-    users = {out / "VAE_MNIST" / "data" / "vae_mnist_model.pt": b"model",
-             out / "VAE_MNIST" / ".knimeLock": b"",
-             node / "port_1" / "data.zip": b"x",
-             out / "VAE_MNIST" / "data" / "sweep" / "experiments.csv": b"a,b\n"}
-    for path, data in users.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    bundled = out / "VAE_MNIST_apply" / "data" / "vae_core"
-    (bundled / "nodes" / "steps.py").write_text("# edited\n")
-    (bundled / "old_module.py").write_text("# gone from vae_core\n")
-    assert build.differences(out_dir=out, root=REPO) == []  # none of them is tracked
-    changes = build.build(out_dir=out, root=REPO)
-    assert sorted(changes) == ["removed VAE_MNIST_apply/data/vae_core/old_module.py",
-                               "wrote VAE_MNIST_apply/data/vae_core/nodes/steps.py"]
-    assert {p: p.read_bytes() for p in users} == users
-    fresh_steps = (REPO / "vae_core" / "nodes" / "steps.py").read_bytes()
-    assert (bundled / "nodes" / "steps.py").read_bytes() == fresh_steps
-
-
-def test_spec_errors_are_caught():
-    bad = spec.Workflow("X", "", spec.VARIABLES, spec.MAIN.nodes,
-                        spec.MAIN.links + (spec.Link(7, "table 1", 4, "object 1"),))
-    with pytest.raises(build.SpecError, match="exactly one connection"):
-        build.validate(bad)
-    wrong_port = spec.Workflow("X", "", spec.VARIABLES, spec.MAIN.nodes,
-                               (spec.Link(2, "image 3", 3, "table 1"),))
-    with pytest.raises(build.SpecError, match="no port 'image 3'"):
-        build.validate(wrong_port)
-
-
-# ----------------------------------------------------------------------------- escaping
-@pytest.mark.parametrize("raw, escaped", [
-    ("a\nb", "a%%00010b"),
-    ("\t\r", "%%00009%%00013"),
-    ("%%00010", "%%00037%00010"),
-    ("100%", "100%"),
-    ("50%%", "50%%00037%"),
-    ("β→z", "β→z"),
-    ("\ue000", "%%57344"),
-    ("😀", "%%55357%%56832"),
-])
-def test_knime_escape(raw, escaped):
-    assert knime_xml.knime_escape(raw) == escaped
-    assert knime_unescape(escaped) == raw
-
-
-@given(st.text())
-def test_any_script_survives_the_settings_xml(text):
-    """Builder escaping + XML + KNIME's unescape (the test's own) give back the exact text."""
-    root = knime_xml.config("settings.xml", knime_xml.config(
-        "model", knime_xml.string("script", text), knime_xml.string("python3_command", "")))
-    assert parse("<generated>", knime_xml.render(root))["model"]["script"] == ("xstring", text)
-
-
-def test_embedded_script_uses_knime_escaping_in_the_file():
-    raw = (OUT / "VAE_MNIST" / "Python Script (#2)" / "settings.xml").read_text()
-    line = next(ln for ln in raw.splitlines() if 'key="script"' in ln)
-    assert "%%00010" in line and "\n" not in line.strip() and "&quot;Train VAE&quot;" in line
-
-
-# ----------------------------------------------------------------------------- .epf
-def test_epf_for_a_user_environment(tmp_path):
-    text = build.epf_text("/home/me/miniforge3/envs/vae-mnist-knime/")
-    assert "/instance/org.knime.conda/condaDirectoryPath=/home/me/miniforge3\n" in text
-    assert ("/instance/org.knime.python3.scripting.nodes/python3CondaEnvironmentDirectoryPath="
-            "/home/me/miniforge3/envs/vae-mnist-knime\n") in text
-    win = build.epf_text(r"C:\Users\me\miniforge3\envs\vae")
-    assert r"condaDirectoryPath=C:\\Users\\me\\miniforge3" in win
-    assert "condaDirectoryPath" not in build.epf_text("/opt/myenv")  # not <conda>/envs/<name>
-    out = tmp_path / "mine.epf"
-    assert build.main(["--epf", "/opt/conda/envs/x", "-o", str(out)]) == 0
-    assert "python3CondaEnvironmentDirectoryPath=/opt/conda/envs/x" in out.read_text()
-
-
-# ----------------------------------------------------------------------------- environment
-def _simple_yaml(text: str) -> dict:
-    """Just enough YAML for environment.yml: top-level keys, lists, one nested pip list."""
-    data: dict = {}
-    key = None
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].rstrip()
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if not line.startswith(" "):
-            key, _, rest = line.partition(":")
-            data[key] = rest.strip() or []
-        elif line.strip().startswith("- pip:"):
-            data[key].append({"pip": []})
-        elif line.startswith("      - "):
-            data[key][-1]["pip"].append(line.strip()[2:])
-        else:
-            data[key].append(line.strip()[2:])
-    return data
-
-
-def test_environment_yml_matches_pyproject():
-    env = _simple_yaml((REPO / "environment.yml").read_text())
-    assert env["channels"] == ["knime", "conda-forge"]
-    deps = [d for d in env["dependencies"] if isinstance(d, str)]
-    assert "python=3.11" in deps and "knime-python-base=5.5" in deps and "pip" in deps
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    # torch and torchvision come from PyPI as a matching pair (tests/test_versions.py checks
-    # that every bound equals pyproject's)
-    assert [re.split(r"[=<>]", d)[0] for d in pip] == ["torch", "torchvision"]  # no -e .
-    names = {re.split(r"[=<>]", d)[0] for d in deps + pip}
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    for req in project["dependencies"]:
-        name = re.split(r"[<>=!~ \[]", req)[0].lower()
-        assert name in names, f"{name} missing from environment.yml"
-    assert not [n for n in names if n == "knime"], "never install a package named knime"
-
-
-# ----------------------------------------------------------------------------- batch
-def _fake_knime(folder: Path) -> Path:
-    exe = folder / "knime"
-    exe.write_text("#!/bin/sh\nexit 0\n")
-    exe.chmod(0o755)
-    return exe
-
-
-def test_batch_command(tmp_path):
-    knwf = OUT / "VAE_MNIST.knwf"
-    prefs = tmp_path / "p.epf"
-    prefs.write_text("x")
-    cmd = batch.build_command(Path("/opt/knime/knime"), knwf,
-                              {"epochs": "5", "beta": "0.5", "data_dir": "/d,1"},
-                              preferences=prefs, workspace=tmp_path / "ws", vmargs=["-Xmx4g"])
-    assert cmd == ["/opt/knime/knime", "-nosplash", "-consoleLog", "--launcher.suppressErrors",
-                   "-application", "org.knime.product.KNIME_BATCH_APPLICATION",
-                   "-data", str((tmp_path / "ws").resolve()),
-                   f"-workflowFile={knwf}", "-reset", "-nosave", "-failonloaderror",
-                   f"-preferences={prefs.resolve()}",
-                   "-workflow.variable=epochs,5,int", "-workflow.variable=beta,0.5,double",
-                   '-workflow.variable=data_dir,"/d,1",String', "-vmargs", "-Xmx4g"]
-    folder_cmd = batch.build_command(Path("knime"), OUT / "VAE_MNIST", {})
-    assert f"-workflowDir={OUT / 'VAE_MNIST'}" in folder_cmd and "-vmargs" not in folder_cmd
-
-
-@pytest.mark.parametrize("values, message", [
-    ({"epoch": "5"}, "Unknown workflow variable 'epoch'"),
-    ({"epochs": "abc"}, "epochs must be an integer, got 'abc'"),
-    ({"beta": "x"}, "beta must be a number"),
-])
-def test_batch_rejects_bad_variables(values, message):
-    with pytest.raises(batch.BatchError, match=message):
-        batch.build_command(Path("knime"), OUT / "VAE_MNIST.knwf", values)
-
-
-def test_batch_types_variables_by_the_chosen_workflow():
-    apply_cmd = batch.build_command(Path("knime"), OUT / "VAE_MNIST_apply.knwf",
-                                    {"model_path": "/m/model.pt", "eval_limit": "100"})
-    assert "-workflow.variable=model_path,/m/model.pt,String" in apply_cmd
-    assert "-workflow.variable=eval_limit,100,int" in apply_cmd
-    with pytest.raises(batch.BatchError, match="Unknown workflow variable 'epochs'. Known: seed"):
-        batch.build_command(Path("knime"), OUT / "VAE_MNIST_apply.knwf", {"epochs": "5"})
-    with pytest.raises(batch.BatchError, match="Unknown workflow variable 'model_path'"):
-        batch.build_command(Path("knime"), OUT / "VAE_MNIST_legacy", {"model_path": "x"})
-
-
-def test_batch_finds_knime_or_says_how(tmp_path):
-    exe = _fake_knime(tmp_path)
-    assert batch.find_knime(str(tmp_path), env={}) == exe
-    assert batch.find_knime(None, env={"KNIME_HOME": str(tmp_path)}) == exe
-    assert batch.find_knime(None, env={"PATH": str(tmp_path)}) == exe
-    with pytest.raises(batch.BatchError, match="KNIME not found .* set KNIME_HOME"):
-        batch.find_knime(None, env={"PATH": str(tmp_path / "none")})
-    assert batch.main(["--knime", str(tmp_path / "nope")]) == 2
-
-
-def test_batch_main_runs_knime_and_returns_its_exit_code(tmp_path, capsys):
-    exe = tmp_path / "knime"
-    exe.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'args'}\nexit 4\n")
-    exe.chmod(0o755)
-    code = batch.main(["--knime", str(exe), "--var", "epochs=3",
-                       "--workspace", str(tmp_path / "ws")])
-    assert code == 4 and "a node failed" in capsys.readouterr().err
-    args = (tmp_path / "args").read_text()
-    assert "-workflow.variable=epochs,3,int" in args and "-failonloaderror" in args
-
-
-def test_batch_shell_wrapper_dry_run():
-    import subprocess
-
-    proc = subprocess.run([str(REPO / "scripts" / "knime-batch"), "--dry-run", "--var",
-                           "epochs=2"], capture_output=True, text=True, timeout=120, cwd="/")
-    assert proc.returncode == 0, proc.stderr
-    assert "-application org.knime.product.KNIME_BATCH_APPLICATION" in proc.stderr
-    assert f"-workflowFile={OUT / 'VAE_MNIST.knwf'}" in proc.stderr
-    assert "-workflow.variable=epochs,2,int" in proc.stderr

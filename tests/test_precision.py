@@ -99,7 +99,7 @@ def test_bf16_training_keeps_fp32_weights_and_matches_fp32_closely(bf16_cpu):
     assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
     for a, b in zip(fp32.history, bf16.history, strict=True):
         assert b["test_loss"] == pytest.approx(a["test_loss"], rel=0.02)
-        assert b["train_kl"] == pytest.approx(a["train_kl"], abs=0.3)  # KL ~0.5 nat here
+        assert b["train_kl"] == pytest.approx(a["train_kl"], abs=0.3)  # KL is small here
     # bf16 products really are rounder: the results differ, though only slightly
     assert fp32.history[-1]["train_loss"] != bf16.history[-1]["train_loss"]
     again = train(base.replace(precision="bf16"), data, progress=False)

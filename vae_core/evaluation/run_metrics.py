@@ -1,4 +1,4 @@
-"""Every metric of ONE trained model (issue 4), and the files that hold them in its run folder.
+"""Every metric of ONE trained model, and the files that hold them in its run folder.
 
 ``estimators`` holds the metric functions; this module runs all of them on a model with the run's
 seed streams, so a model gets the same numbers wherever it is evaluated (``vae-mnist evaluate``,
@@ -62,7 +62,7 @@ def interpolation_endpoints(data: MNISTData) -> tuple[int, int]:
 def evaluate_model(model: VAE, config: TrainConfig, data: MNISTData, *,
                    iw_k: int = DEFAULT_IW_K, iw_images: int = DEFAULT_IW_IMAGES,
                    probe_k: int = 5, pca: estimators.PCA | None = None) -> ModelEvaluation:
-    """Every metric of issue 4 for one trained model; each random draw has its own named stream
+    """Every metric for one trained model; each random draw has its own named stream
     of ``config.seed``, so the numbers are the same for a model wherever it is evaluated.
 
     ``neg_elbo`` is ``estimators.heldout_loss`` at β = 1: the number in the last row of the

@@ -16,7 +16,7 @@ import pandas as pd
 
 from vae_core.files import atomic_write_text
 
-# the issue's neg-ELBO targets at the lab's setup: latent size -> limit (nats per image)
+# the project's neg-ELBO targets at the lab's setup: latent size -> limit (nats per image)
 NEG_ELBO_TARGETS = ((2, 152.0), (20, 104.0))
 
 
@@ -134,7 +134,7 @@ def judge_claims(exp: pd.DataFrame) -> dict:
         "numbers": rows3,
         "note": "; ".join(notes3),
     })
-    # targets of the issue (lab setup, β = 1)
+    # the project's targets (lab setup, β = 1)
     targets = []
     for z, limit in NEG_ELBO_TARGETS:
         v = val(z, ref_beta, "neg_elbo")

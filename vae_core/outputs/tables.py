@@ -101,8 +101,8 @@ def image_table(image_ids, source, labels, images) -> pd.DataFrame:
     """Images with their ids and labels: image_id, source, label, digit, pixel_0..pixel_783.
 
     Pixels are stored as integer grey levels 0-255 (int32): exact for MNIST (read as
-    uint8 / 255) and, measured through KNIME's own table conversion, half the bytes and several
-    times faster to pass between nodes than float64 (BENCHMARKS.md, "KNIME table I/O")."""
+    uint8 / 255) and, through KNIME's own table conversion, fewer bytes and faster to pass
+    between nodes than float64 (figures: BENCHMARKS.md, "KNIME table I/O")."""
     return _frame([_ids(image_ids, source, labels), grey_levels(images)])
 
 

@@ -87,8 +87,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
     ``auto`` is bf16 on CPUs with native bf16 instructions, where an epoch is bound by its
     matrix products; fp32 on a GPU, where this small model is bound by kernel launches and bf16
-    measured slower (H200: 1.06 s against 0.83 s per epoch), and everywhere else. The quality
-    of bf16 was measured within 0.03 nat of fp32 (BENCHMARKS.md, "Precision")."""
+    measured slower, and everywhere else. bf16's quality against fp32 and both speeds:
+    BENCHMARKS.md, "Precision"."""
     if name == "fp32":
         return "fp32"
     if name == "auto":

@@ -1,0 +1,238 @@
+"""Reads and executes the committed KNIME workflows for the workflow tests
+(``test_knime_workflow*.py``): its own parser of workflow.knime and settings.xml, and every node
+run in topological order, each Python node in a fresh process through KNIME's real Python side.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import PIL.Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "knime_double"))  # test-only
+
+from knime_files import array_values, parse, value  # noqa: E402
+from knime_legacy import run_legacy_source_isolated  # noqa: E402
+from knime_runner import (  # noqa: E402  (puts KNIME's real knime.* packages on sys.path)
+    Table,
+    run_script_isolated,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO / "knime_workflow"
+PYTHON_SCRIPT = "org.knime.python3.scripting.nodes.script.PythonScriptNodeFactory"
+PYTHON_SOURCE = "org.knime.python2.nodes.source.Python2SourceNodeFactory"
+SCATTER = "org.knime.base.views.node.scatterplot.ScatterPlotNodeFactory"
+LINE = "org.knime.base.views.node.lineplot.LinePlotNodeFactory"
+TABLE_VIEW = "org.knime.base.views.node.tableview.TableViewNodeFactory"
+VIEWS = (SCATTER, LINE, TABLE_VIEW)
+PNG = b"\x89PNG\r\n\x1a\n"
+NAMES = ("VAE_MNIST", "VAE_MNIST_apply", "VAE_MNIST_experiments", "VAE_MNIST_legacy")
+
+
+# ----------------------------------------------------------------------------- parsing
+_CAST = {"INTEGER": int, "DOUBLE": float, "STRING": str}
+
+
+def workflow_variables(wf: dict) -> dict[str, Any]:
+    out = {}
+    for var in wf["workflow_variables"].values():
+        out[value(var, "name")] = _CAST[value(var, "class")](value(var, "value"))
+    return out
+
+
+def apply_batch_overrides(variables: dict[str, Any], args: list[str]) -> dict[str, Any]:
+    """What ``-workflow.variable=name,value,type`` does (types String | int | double only)."""
+    out = dict(variables)
+    for arg in args:  # KNIME tokenises with quote support: "a,b" is one value
+        name, raw, kind = next(csv.reader([arg.removeprefix("-workflow.variable=")]))
+        out[name] = {"int": int, "double": float, "String": str}[kind](raw)
+    return out
+
+
+@dataclass
+class Node:
+    id: int
+    settings: dict
+    factory: str
+    inputs: list[str] = field(default_factory=list)  # kinds of in-ports 1..n
+    outputs: list[str] = field(default_factory=list)  # kinds of out-ports 1..n
+
+    @property
+    def label(self) -> str:
+        return value(self.settings["nodeAnnotation"], "text")
+
+
+def _group_size(creation: dict, group: str) -> int:
+    return len(creation.get(group, {}))
+
+
+def load_workflow(folder: Path) -> tuple[dict, dict[int, Node], list[tuple[int, int, int, int]]]:
+    wf = parse(folder / "workflow.knime")
+    nodes = {}
+    for entry in wf["nodes"].values():
+        nid = int(value(entry, "id"))
+        settings = parse(folder / value(entry, "node_settings_file"))
+        node = Node(nid, settings, value(settings, "factory"))
+        creation = settings.get("node_creation_config", {})
+        if node.factory == PYTHON_SCRIPT:
+            node.inputs = (["object"] * _group_size(creation, "Input object (pickled)")
+                           + ["table"] * _group_size(creation, "Input table"))
+            node.outputs = (["table"] * _group_size(creation, "Output table")
+                            + ["image"] * _group_size(creation, "Output image")
+                            + ["object"] * _group_size(creation, "Output object (pickled)"))
+        elif node.factory == PYTHON_SOURCE:
+            node.outputs = ["table"]
+        elif node.factory in VIEWS:
+            node.inputs = ["table"]
+        else:
+            raise AssertionError(f"unexpected node factory {node.factory}")
+        nodes[nid] = node
+    links = [(int(value(c, "sourceID")), int(value(c, "sourcePort")),
+              int(value(c, "destID")), int(value(c, "destPort")))
+             for c in wf["connections"].values()]
+    return wf, nodes, links
+
+
+def topological(nodes: dict[int, Node], links) -> list[int]:
+    order: list[int] = []
+    while len(order) < len(nodes):
+        ready = [n for n in sorted(nodes) if n not in order
+                 and all(src in order for src, _, dst, _ in links if dst == n)]
+        assert ready, "cycle in the workflow"
+        order += ready
+    return order
+
+
+def node_script(node: Node) -> str:
+    model = node.settings["model"]
+    return value(model, "script" if node.factory == PYTHON_SCRIPT else "sourceCode")
+
+
+# ----------------------------------------------------------------------------- execution
+@dataclass
+class Run:
+    nodes: dict[int, Node]
+    outputs: dict[int, list[Any]]  # per node: Tables, PNG bytes, pickled objects (port order)
+    pushed: dict[int, dict[str, Any]]  # flow variables each node pushed
+    checked_views: dict[int, list[str]]
+    variables: dict[str, Any]
+    folder: Path
+
+    def node(self, label: str) -> int:
+        matches = [nid for nid, n in self.nodes.items() if "nodeAnnotation" in n.settings
+                   and n.label == label]
+        assert len(matches) == 1, f"no single node labelled {label}"
+        return matches[0]
+
+    def out(self, label: str, port: int = 0) -> Any:
+        return self.outputs[self.node(label)][port]
+
+
+def _view_columns(node: Node) -> dict[str, str | list[str]]:
+    view = node.settings["view"]
+    if node.factory == SCATTER:
+        return {"x": value(view, "xAxisColumnV3"), "y": value(view, "yAxisColumnV3"),
+                "color": value(view["colorColumnV2"], "regularChoice")}
+    if node.factory == TABLE_VIEW:
+        manual = view["displayedColumnsV2"]["manualFilter"]
+        return {"shown": array_values(manual["manuallySelected"])}
+    manual = view["yAxisColumnV2"]["manualFilter"]
+    return {"x": value(view["xAxisColumnV3"], "regularChoice"),
+            "y": array_values(manual["manuallySelected"]),
+            "others": array_values(manual["manuallyDeselected"])}
+
+
+def check_view_input(node: Node, table: Table, flow: dict[str, Any]) -> list[str]:
+    """The plot's configured columns must exist in its input, with plottable types; a Line
+    Plot's deselected columns are exactly the input's other columns; a Table View's columns
+    exist, and its image column holds PNG image cells; settings bound to flow variables name
+    variables the node sees (KNIME fails the node on an unknown one)."""
+    cols = _view_columns(node)
+    df = table.to_pandas()
+    for bound in node.settings.get("view_variables", {}).get("tree", {}).values():
+        assert isinstance(flow.get(value(bound, "used_variable")), str), bound
+    if "shown" in cols:
+        assert set(cols["shown"]) <= set(table.column_names), cols["shown"]
+        if "image" in cols["shown"]:
+            cells = [c for c in df["image"] if c is not None and c == c]
+            assert cells and all(isinstance(c, PIL.Image.Image) for c in cells)
+        return cols["shown"]
+    used = [cols["x"], *(cols["y"] if isinstance(cols["y"], list) else [cols["y"]])]
+    for name in used:
+        assert name in table.column_names, f"node {node.id}: column {name} not in input"
+        assert pd.api.types.is_numeric_dtype(df[name]), f"{name} must be numeric"
+    if "color" in cols:
+        assert cols["color"] in table.column_names
+        assert str(df[cols["color"]].dtype) == "string", "colour column must be a category"
+        used.append(cols["color"])
+    if "others" in cols:
+        assert sorted(cols["others"]) == sorted(set(table.column_names) - set(used))
+    return used
+
+
+def execute(folder: Path, overrides: list[str], tmp: Path) -> Run:
+    """Execute every node of the workflow folder (cwd = the workflow folder), each Python
+    Script node in a fresh process."""
+    wf, nodes, links = load_workflow(folder)
+    variables = apply_batch_overrides(workflow_variables(wf), overrides)
+    flow = {**variables, "knime.workspace": str(tmp)}
+    outputs: dict[int, list[Any]] = {}
+    pushed: dict[int, dict[str, Any]] = {}
+    checked: dict[int, list[str]] = {}
+    for nid in topological(nodes, links):
+        node = nodes[nid]
+        feeds = {dport: outputs[src][sport - 1] for src, sport, dst, dport in links if dst == nid}
+        assert sorted(feeds) == list(range(1, len(node.inputs) + 1)), f"node {nid} inputs"
+        objects = [feeds[p + 1] for p, k in enumerate(node.inputs) if k == "object"]
+        tables = [feeds[p + 1] for p, k in enumerate(node.inputs) if k == "table"]
+        if node.factory == PYTHON_SCRIPT:
+            res = run_script_isolated(node_script(node), workflow_dir=folder,
+                                      flow_variables=flow, input_tables=tables,
+                                      input_objects=objects,
+                                      n_out_tables=node.outputs.count("table"),
+                                      n_out_images=node.outputs.count("image"),
+                                      n_out_objects=node.outputs.count("object"))
+            assert all(kind == "png" for kind in res.image_kinds), f"node {nid}: bad image"
+            outputs[nid] = [*res.tables, *res.images, *res.objects]
+            pushed[nid] = res.flow_variables
+            flow = {**flow, **res.flow_variables}  # downstream nodes see pushed variables
+        elif node.factory == PYTHON_SOURCE:
+            res = run_legacy_source_isolated(node_script(node), workflow_dir=folder,
+                                             flow_variables=flow)
+            outputs[nid] = [Table.from_pandas(res.table, row_ids="keep")]
+            pushed[nid] = res.flow_variables
+        else:
+            checked[nid] = check_view_input(node, tables[0], flow)
+            outputs[nid] = []
+    return Run(nodes, outputs, pushed, checked, variables, folder)
+
+
+def copy_workflow(name: str, workspace: Path) -> Path:
+    """Import a workflow as a KNIME user does: unpack its committed .knwf (one top folder, the
+    workflow, with its bundled vae_core) into the workspace."""
+    with zipfile.ZipFile(WORKFLOWS / f"{name}.knwf") as zf:
+        zf.extractall(workspace)
+    return workspace / name
+
+
+def files_in(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            if "__pycache__" not in p.parts}
+
+
+def as_frame(table: Table) -> pd.DataFrame:
+    df = table.to_pandas()
+    assert df.index.is_unique
+    return df
+
+
+SMALL = ["-workflow.variable=epochs,2,int", "-workflow.variable=train_limit,600,int",
+         "-workflow.variable=eval_limit,300,int", "-workflow.variable=batch_size,100,int",
+         "-workflow.variable=device,cpu,String", "-workflow.variable=seed,5,int"]

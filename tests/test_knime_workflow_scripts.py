@@ -1,0 +1,116 @@
+"""The committed workflows' embedded scripts and how their nodes fail without what they need
+(the bundled vae_core, a valid workflow variable, a saved model). Helpers: ``_workflow_run.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from _workflow_run import (
+    NAMES,
+    PYTHON_SCRIPT,
+    PYTHON_SOURCE,
+    REPO,
+    WORKFLOWS,
+    apply_batch_overrides,
+    copy_workflow,
+    execute,
+    load_workflow,
+    node_script,
+    workflow_variables,
+)
+from knime_files import parse
+from knime_legacy import run_legacy_source_isolated
+from knime_runner import NodeExecutionError, run_script_isolated
+
+
+# ----------------------------------------------------------------------------- static checks
+def test_embedded_scripts_are_the_node_files():
+    """Every script in the committed workflows equals a nodes/*.py file, and all are used."""
+    files = {p.name: p.read_text(encoding="utf-8") for p in (REPO / "nodes").glob("*.py")}
+    used = set()
+    for name in NAMES:
+        _, nodes, _ = load_workflow(WORKFLOWS / name)
+        for node in nodes.values():
+            if node.factory in (PYTHON_SCRIPT, PYTHON_SOURCE):
+                script = node_script(node)
+                matches = [f for f, text in files.items() if text == script]
+                assert len(matches) == 1, f"{name} node {node.id}: script matches {matches}"
+                used.update(matches)
+    assert used == set(files), "every nodes/*.py must be used"
+
+
+def test_every_node_script_imports_the_bundled_vae_core_first():
+    """The data area goes first on sys.path before vae_core is imported (knio nodes through
+    knio, the legacy node through its working directory, the workflow folder)."""
+    for path in (REPO / "nodes").glob("*.py"):
+        lines = path.read_text().splitlines()
+        first_import = next(i for i, ln in enumerate(lines) if "vae_core" in ln
+                            and ln.startswith("from "))
+        setup = [i for i, ln in enumerate(lines) if ln.startswith("sys.path.insert(0, ")]
+        assert setup and setup[0] < first_import, path.name
+        assert lines[setup[0]] == "sys.path.insert(0, DATA_AREA)", path.name
+        want = ("os.path.join(os.getcwd(), \"data\")" if "legacy" in path.name
+                else "knio.get_workflow_data_area_dir()")
+        area = [ln for ln in lines[:setup[0]] if ln.startswith("DATA_AREA = ")]
+        assert len(area) == 1 and want in area[0], path.name
+
+
+NO_BUNDLE = ("This workflow's data folder has no vae_core: import the workflow from its .knwf "
+             "file, or run `make workflow` in the vae-mnist-knime checkout.")
+
+
+def test_a_node_in_a_folder_without_its_bundle_says_how_to_get_it(tmp_path):
+    """A workflow folder as git has it (no data/vae_core, a build output) fails at its first
+    node with one message, even where a vae_core is installed (.venv): never another copy."""
+    folder = copy_workflow("VAE_MNIST", tmp_path)
+    shutil.rmtree(folder / "data" / "vae_core")
+    _, nodes, _ = load_workflow(folder)
+    load = next(n for n in nodes.values() if n.label == "Load MNIST")
+    with pytest.raises(NodeExecutionError) as err:
+        run_script_isolated(node_script(load), workflow_dir=folder,
+                            flow_variables=workflow_variables(parse(folder / "workflow.knime")),
+                            n_out_tables=3)
+    assert NO_BUNDLE in str(err.value) and "Traceback" not in str(err.value)
+
+
+def test_the_legacy_node_without_its_bundle_says_how_to_get_it(tmp_path):
+    folder = copy_workflow("VAE_MNIST_legacy", tmp_path)
+    shutil.rmtree(folder / "data" / "vae_core")
+    _, nodes, _ = load_workflow(folder)
+    source = next(n for n in nodes.values() if n.factory == PYTHON_SOURCE)
+    with pytest.raises(NodeExecutionError) as err:
+        run_legacy_source_isolated(node_script(source), workflow_dir=folder,
+                                   flow_variables=workflow_variables(
+                                       parse(folder / "workflow.knime")))
+    assert NO_BUNDLE in str(err.value)
+
+
+def test_batch_override_parser():
+    base = {"epochs": 30, "beta": 1.0, "data_dir": ""}
+    got = apply_batch_overrides(base, ["-workflow.variable=epochs,2,int",
+                                       '-workflow.variable=data_dir,"/x y,z",String',
+                                       "-workflow.variable=beta,0.5,double"])
+    assert got == {"epochs": 2, "beta": 0.5, "data_dir": "/x y,z"}
+
+
+# ----------------------------------------------------------------------------- failures
+def test_bad_workflow_variable_fails_the_node_with_one_clear_message(tmp_path):
+    folder = copy_workflow("VAE_MNIST", tmp_path)
+    with pytest.raises(NodeExecutionError) as err:
+        execute(folder, ["-workflow.variable=epochs,abc,String"], tmp_path)
+    message = str(err.value)
+    assert message.startswith("Execute failed: ConfigError: epochs must be an integer, got 'abc'")
+    assert "Traceback" not in message and "-workflow.variable" in message
+
+
+def test_load_model_without_a_saved_model_says_what_to_do(tmp_path, mnist_dir):
+    folder = copy_workflow("VAE_MNIST_apply", tmp_path)
+    _, nodes, _ = load_workflow(folder)
+    load = next(n for n in nodes.values() if n.label == "Load Model")
+    with pytest.raises(NodeExecutionError, match=r"CheckpointError: Model file .*VAE_MNIST/data/"
+                       r"vae_mnist_model.pt does not exist. Run the workflow that saves"):
+        run_script_isolated(node_script(load), workflow_dir=folder,
+                            flow_variables=workflow_variables(parse(folder / "workflow.knime")),
+                            n_out_tables=1, n_out_objects=1)
