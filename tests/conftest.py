@@ -141,6 +141,16 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _no_mnist_mirror():
+    """The user's ``$VAE_MNIST_URL`` serves the session's fetch (pytest_configure) only: the
+    tests of the download paths must meet the sources they set up, never that mirror."""
+    old = os.environ.pop("VAE_MNIST_URL", None)
+    yield
+    if old is not None:
+        os.environ["VAE_MNIST_URL"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Keep the decompressed MNIST cache out of the user's home during tests."""
     old = os.environ.get("VAE_MNIST_HOME")
