@@ -249,7 +249,7 @@ def test_experiment_variables_are_validated():
 
 def test_experiments_step_runs_the_grid_and_continues_after_an_interruption(mnist_dir, tmp_path,
                                                                            monkeypatch):
-    from vae_core.nodes import steps
+    from vae_core.nodes import experiments as node_experiments
     from vae_core.nodes.experiments import experiments_step, sweep_params_from_flow_variables
 
     params = sweep_params_from_flow_variables({
@@ -263,13 +263,13 @@ def test_experiments_step_runs_the_grid_and_continues_after_an_interruption(mnis
         if len(calls) == 2:
             raise KeyboardInterrupt  # a cancel or crash after two configurations
 
-    original = steps.run_sweep
+    original = node_experiments.run_sweep
 
     def interrupted(*args, **kwargs):
         return original(*args, **kwargs, on_config_done=stop_after_two)
 
     with monkeypatch.context() as patch:
-        patch.setattr(steps, "run_sweep", interrupted)
+        patch.setattr(node_experiments, "run_sweep", interrupted)
         with pytest.raises(KeyboardInterrupt):
             experiments_step(params, str(tmp_path), log=lambda _: None)
     out = experiments_step(params, str(tmp_path), log=lambda _: None)

@@ -193,17 +193,6 @@ def test_workflow_reproduces_the_cli_pipeline(main_run, mnist_dir):
     pd.testing.assert_frame_equal(loss.drop(columns="seconds"), lab.loss.drop(columns="seconds"))
 
 
-def test_nodes_run_the_bundled_vae_core(main_run):
-    """In a fresh node process vae_core is the copy in the workflow's data area, even in an
-    environment where another vae_core is installed."""
-    probe = ("import sys\nimport knime.scripting.io as knio\n"
-             "sys.path.insert(0, knio.get_workflow_data_area_dir())\nimport vae_core\n"
-             "knio.flow_variables['vae_core_file'] = vae_core.__file__\n")
-    res = run_script_isolated(probe, workflow_dir=main_run.folder, flow_variables={})
-    assert Path(res.flow_variables["vae_core_file"]) == \
-        main_run.folder / "data" / "vae_core" / "__init__.py"
-
-
 @pytest.fixture(scope="module")
 def apply_run(main_run, workspace) -> Run:
     """The apply workflow with its defaults, no edits: it finds the model the main saved."""

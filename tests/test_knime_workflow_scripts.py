@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from _workflow_run import (
@@ -59,6 +60,17 @@ def test_every_node_script_imports_the_bundled_vae_core_first():
 
 NO_BUNDLE = ("This workflow's data folder has no vae_core: import the workflow from its .knwf "
              "file, or run `make workflow` in the vae-mnist-knime checkout.")
+
+
+def test_nodes_run_the_bundled_vae_core(tmp_path):
+    """In a fresh node process vae_core is the copy in the workflow's data area, even in an
+    environment where another vae_core is installed (.venv runs this test for that reason)."""
+    folder = copy_workflow("VAE_MNIST", tmp_path)
+    probe = ("import sys\nimport knime.scripting.io as knio\n"
+             "sys.path.insert(0, knio.get_workflow_data_area_dir())\nimport vae_core\n"
+             "knio.flow_variables['vae_core_file'] = vae_core.__file__\n")
+    res = run_script_isolated(probe, workflow_dir=folder, flow_variables={})
+    assert Path(res.flow_variables["vae_core_file"]) == folder / "data" / "vae_core" / "__init__.py"
 
 
 def test_a_node_in_a_folder_without_its_bundle_says_how_to_get_it(tmp_path):
