@@ -248,9 +248,9 @@ def node_name(node: spec.Node) -> str:
 def node_settings(node: spec.Node, root: Path) -> Config:
     """A node's settings.xml; a script node embeds its script, read from under ``root``."""
     if isinstance(node, PythonScript):
-        return python_script_settings(node, read_script(root, node.script))
+        return python_script_settings(node, embedded_script(root, node.script, KNIO_DATA_AREA))
     if isinstance(node, PythonSourceLegacy):
-        return legacy_source_settings(node, read_script(root, node.script))
+        return legacy_source_settings(node, embedded_script(root, node.script, LEGACY_DATA_AREA))
     if isinstance(node, ScatterPlot):
         return scatter_settings(node)
     if isinstance(node, TableView):
@@ -261,3 +261,32 @@ def node_settings(node: spec.Node, root: Path) -> Config:
 def read_script(root: Path, path: str) -> str:
     """A node script exactly as committed (newlines normalised to \\n)."""
     return (root / path).read_text(encoding="utf-8").replace("\r\n", "\n")
+
+
+# Where a node finds the workflow's data area: a Python Script node asks knio; the legacy
+# Python Source node runs in the workflow folder, whose data area is ./data.
+KNIO_DATA_AREA = "knio.get_workflow_data_area_dir()"
+LEGACY_DATA_AREA = 'os.path.join(os.getcwd(), "data")'
+NO_BUNDLE = ("This workflow's data folder has no vae_core: import the workflow from its .knwf "
+             "file, or run `make workflow` in the vae-mnist-knime checkout.")
+
+
+def bundle_guard(data_area: str) -> str:
+    """The lines that make a node import the vae_core bundled in its workflow's data area and
+    nothing else (not an installed copy), or fail with one message saying how to get it."""
+    return ("import os\nimport sys\n\n"
+            f"DATA_AREA = {data_area}  # holds the vae_core bundled with the workflow\n"
+            'if not os.path.isfile(os.path.join(DATA_AREA, "vae_core", "__init__.py")):\n'
+            f"    raise RuntimeError({NO_BUNDLE!r})\n"
+            "sys.path.insert(0, DATA_AREA)\n")
+
+
+def embedded_script(root: Path, path: str, data_area: str) -> str:
+    """The script a workflow embeds: ``nodes/<name>.py`` imports vae_core as a library; the
+    bundle guard goes just before its first vae_core import."""
+    lines = read_script(root, path).splitlines(keepends=True)
+    first = next((i for i, line in enumerate(lines)
+                  if re.match(r"(from vae_core[ .]|import vae_core\b)", line)), None)
+    if first is None:
+        raise ValueError(f"{path} never imports vae_core: a node script calls one vae_core step")
+    return "".join(lines[:first]) + bundle_guard(data_area) + "".join(lines[first:])

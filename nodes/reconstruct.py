@@ -2,17 +2,9 @@
 # Out: table 1 = 10 images and their reconstructions (kind = original | reconstruction), each
 # row with its digit as a PNG image cell (column image); image 1 = PNG of originals over
 # reconstructions.
-import os
-import sys
-
 import knime.scripting.io as knio
 
-DATA_AREA = knio.get_workflow_data_area_dir()  # holds the vae_core bundled with the workflow
-if not os.path.isfile(os.path.join(DATA_AREA, "vae_core", "__init__.py")):
-    raise RuntimeError("This workflow's data folder has no vae_core: import the workflow from its "
-                       ".knwf file, or run `make workflow` in the vae-mnist-knime checkout.")
-sys.path.insert(0, DATA_AREA)
-from vae_core.nodes.steps import params_from_flow_variables, reconstruct_step  # noqa: E402
+from vae_core.nodes.steps import params_from_flow_variables, reconstruct_step
 
 out = reconstruct_step(knio.input_objects[0], knio.input_tables[0].to_pandas(),
                        params_from_flow_variables(knio.flow_variables))

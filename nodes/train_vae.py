@@ -3,17 +3,9 @@
 # variables. Out: table 1 = loss per epoch with the settings in every row, image 1 = PNG loss
 # curve, object 1 = the model (plain data + tensors), flow variables vae_train_loss,
 # vae_heldout_loss, ... (last epoch).
-import os
-import sys
-
 import knime.scripting.io as knio
 
-DATA_AREA = knio.get_workflow_data_area_dir()  # holds the vae_core bundled with the workflow
-if not os.path.isfile(os.path.join(DATA_AREA, "vae_core", "__init__.py")):
-    raise RuntimeError("This workflow's data folder has no vae_core: import the workflow from its "
-                       ".knwf file, or run `make workflow` in the vae-mnist-knime checkout.")
-sys.path.insert(0, DATA_AREA)
-from vae_core.nodes.steps import params_from_flow_variables, train_step  # noqa: E402
+from vae_core.nodes.steps import params_from_flow_variables, train_step
 
 out = train_step(params_from_flow_variables(knio.flow_variables),
                  knio.input_tables[0].to_pandas(), knio.input_tables[1].to_pandas())

@@ -27,35 +27,40 @@ from knime_runner import NodeExecutionError, run_script_isolated
 
 
 # ----------------------------------------------------------------------------- static checks
-def test_embedded_scripts_are_the_node_files():
-    """Every script in the committed workflows equals a nodes/*.py file, and all are used."""
+def test_embedded_scripts_are_the_node_files_behind_the_bundle_guard():
+    """Every script in the committed workflows is a nodes/*.py file with the bundle guard put
+    just before its first vae_core import, and every node file is used."""
     files = {p.name: p.read_text(encoding="utf-8") for p in (REPO / "nodes").glob("*.py")}
     used = set()
     for name in NAMES:
         _, nodes, _ = load_workflow(WORKFLOWS / name)
         for node in nodes.values():
-            if node.factory in (PYTHON_SCRIPT, PYTHON_SOURCE):
-                script = node_script(node)
-                matches = [f for f, text in files.items() if text == script]
-                assert len(matches) == 1, f"{name} node {node.id}: script matches {matches}"
-                used.update(matches)
+            if node.factory not in (PYTHON_SCRIPT, PYTHON_SOURCE):
+                continue
+            script = node_script(node)
+            guard = script[script.index("import os\n"):script.index("sys.path.insert(0, DATA_AREA)\n")]
+            guard += "sys.path.insert(0, DATA_AREA)\n"
+            matches = [f for f, text in files.items() if text == script.replace(guard, "", 1)]
+            assert len(matches) == 1, f"{name} node {node.id}: script matches {matches}"
+            used.update(matches)
+            area = ('os.path.join(os.getcwd(), "data")' if node.factory == PYTHON_SOURCE
+                    else "knio.get_workflow_data_area_dir()")
+            assert guard.splitlines()[3].startswith(f"DATA_AREA = {area}  #"), guard
+            assert NO_BUNDLE in guard, guard
+            after = script[script.index(guard) + len(guard):]
+            assert after.startswith("from vae_core.nodes."), f"{name} node {node.id}"
+            before = script[:script.index(guard)].splitlines()
+            assert not any(line.startswith(("from vae_core", "import vae_core")) for line in before)
     assert used == set(files), "every nodes/*.py must be used"
 
 
-def test_every_node_script_imports_the_bundled_vae_core_first():
-    """The data area goes first on sys.path before vae_core is imported (knio nodes through
-    knio, the legacy node through its working directory, the workflow folder)."""
+def test_node_files_leave_the_bundle_to_the_build():
+    """nodes/*.py import vae_core as a library (as with vae_core installed); only the build
+    adds the sys.path lines, so the guard has one home."""
     for path in (REPO / "nodes").glob("*.py"):
-        lines = path.read_text().splitlines()
-        first_import = next(i for i, ln in enumerate(lines) if "vae_core" in ln
-                            and ln.startswith("from "))
-        setup = [i for i, ln in enumerate(lines) if ln.startswith("sys.path.insert(0, ")]
-        assert setup and setup[0] < first_import, path.name
-        assert lines[setup[0]] == "sys.path.insert(0, DATA_AREA)", path.name
-        want = ("os.path.join(os.getcwd(), \"data\")" if "legacy" in path.name
-                else "knio.get_workflow_data_area_dir()")
-        area = [ln for ln in lines[:setup[0]] if ln.startswith("DATA_AREA = ")]
-        assert len(area) == 1 and want in area[0], path.name
+        text = path.read_text()
+        assert "sys.path" not in text and "DATA_AREA" not in text, path.name
+        assert "\nfrom vae_core.nodes." in text, path.name
 
 
 NO_BUNDLE = ("This workflow's data folder has no vae_core: import the workflow from its .knwf "
