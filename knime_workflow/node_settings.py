@@ -17,6 +17,9 @@ VENDOR = "KNIME AG, Zurich, Switzerland"
 TABLE = "org.knime.core.node.BufferedDataTable"
 IMAGE = "org.knime.core.node.port.image.ImagePortObject"
 PICKLED = "org.knime.python2.port.PickledObjectFileStorePortObject"
+# The id KNIME 5.5 registers for the Python Script node (the older
+# ``...scripting.nodes.script...`` id only loads through a class mapper).
+PYTHON_SCRIPT_FACTORY = "org.knime.python3.scripting.nodes2.script.PythonScriptNodeFactory"
 
 
 # ----------------------------------------------------------------------------- ports
@@ -104,7 +107,7 @@ def python_script_settings(node: PythonScript, script: str) -> Config:
     model = config("model", string("python3_command", ""), string("script", script))
     return _node_settings(
         node.label, [model],
-        factory="org.knime.python3.scripting.nodes.script.PythonScriptNodeFactory",
+        factory=PYTHON_SCRIPT_FACTORY,
         node_name="Python Script",
         bundle=("KNIME Python 3 - Scripting Nodes", "org.knime.python3.scripting.nodes"),
         feature=("KNIME Python Integration", "org.knime.features.python3.scripting.feature.group"),
@@ -173,8 +176,11 @@ def scatter_settings(node: ScatterPlot) -> Config:
 
 def _variables_tree(key: str, bound: dict[str, str | None]) -> Config:
     """Settings bound to flow variables (KNIME_FORMAT.md §3.7: version V_2019_09_13, a tree
-    mirroring the settings' path, ``used_variable`` and ``exposed_variable`` per setting)."""
-    entries = [config(name, string("used_variable", variable), string("exposed_variable", None))
+    mirroring the settings' path). Per setting, what KNIME 5.5's dialogs write
+    (knime-core-ui ``VariableSettings``): ``used_variable``, ``used_variable_flawed`` (false:
+    the variable exists upstream) and ``exposed_variable``."""
+    entries = [config(name, string("used_variable", variable),
+                      boolean("used_variable_flawed", False), string("exposed_variable", None))
                for name, variable in bound.items() if variable]
     return config(key, string("version", "V_2019_09_13"), config("tree", *entries))
 

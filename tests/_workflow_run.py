@@ -6,7 +6,10 @@ run in topological order, each Python node in a fresh process through KNIME's re
 from __future__ import annotations
 
 import csv
+import itertools
+import shutil
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,7 @@ from knime_runner import (  # noqa: E402  (puts KNIME's real knime.* packages on
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "knime_workflow"
-PYTHON_SCRIPT = "org.knime.python3.scripting.nodes.script.PythonScriptNodeFactory"
+PYTHON_SCRIPT = "org.knime.python3.scripting.nodes2.script.PythonScriptNodeFactory"
 PYTHON_SOURCE = "org.knime.python2.nodes.source.Python2SourceNodeFactory"
 SCATTER = "org.knime.base.views.node.scatterplot.ScatterPlotNodeFactory"
 LINE = "org.knime.base.views.node.lineplot.LinePlotNodeFactory"
@@ -214,12 +217,26 @@ def execute(folder: Path, overrides: list[str], tmp: Path) -> Run:
     return Run(nodes, outputs, pushed, checked, variables, folder)
 
 
+def import_name(workspace: Path, name: str) -> str:
+    """The folder name KNIME 5.5 gives an imported workflow when the name is taken (knime-gateway
+    Space.generateUniqueSpaceItemName, AUTORENAME): the name with 1, 2, ... appended, no
+    brackets for workflows."""
+    if not (workspace / name).exists():
+        return name
+    return next(f"{name}{n}" for n in itertools.count(1) if not (workspace / f"{name}{n}").exists())
+
+
 def copy_workflow(name: str, workspace: Path) -> Path:
     """Import a workflow as a KNIME user does: unpack its committed .knwf (one top folder, the
-    workflow, with its bundled vae_core) into the workspace."""
-    with zipfile.ZipFile(WORKFLOWS / f"{name}.knwf") as zf:
-        zf.extractall(workspace)
-    return workspace / name
+    workflow, with its bundled vae_core) into the workspace, renamed as KNIME renames it when a
+    workflow of that name is already there."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    target = workspace / import_name(workspace, name)
+    with tempfile.TemporaryDirectory(dir=workspace) as unpacked, \
+            zipfile.ZipFile(WORKFLOWS / f"{name}.knwf") as zf:
+        zf.extractall(unpacked)
+        shutil.move(str(Path(unpacked) / name), target)
+    return target
 
 
 def files_in(folder: Path) -> set[str]:

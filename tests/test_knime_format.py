@@ -30,7 +30,7 @@ OUT = REPO / "knime_workflow"
 REFERENCE = REPO.parent / "shared" / "knime" / "reference"
 R58 = "danieltomasz_cordis-knime-elt_5.8.0"
 R55 = "knime-gateway_5.5_Versions_Extended_CurrentVersion"
-PYTHON_SCRIPT = "org.knime.python3.scripting.nodes.script.PythonScriptNodeFactory"
+PYTHON_SCRIPT = "org.knime.python3.scripting.nodes2.script.PythonScriptNodeFactory"
 ALL_FOLDERS = [OUT / wf.name for wf in spec.WORKFLOWS]
 
 
@@ -193,6 +193,52 @@ def test_workflow_knime_has_the_structure_of_real_files(ref):
         assert list(wf).index("workflow_variables") < list(wf).index("workflow_credentials")
         assert list(ref41).index("workflow_variables") < list(ref41).index(
             "workflow_credentials")
+
+
+R532 = "knime-core_5.3.2_bugAP21890_UnsetVariablesOnReset"
+
+
+def test_every_workflow_uses_the_columnar_backend_as_knime_writes_it(ref):
+    """Without a tableBackend entry KNIME 5.5 loads a workflow with the row-based backend
+    (WorkflowTableBackendSettings.loadSettingsInModel); KNIME saves the entry after the
+    credentials (FileWorkflowPersistor.saveContent), as the real 5.3.2 file has it."""
+    theirs = parse(ref / R532 / "workflow.knime")
+    for folder in ALL_FOLDERS:
+        wf = parse(folder / "workflow.knime")
+        assert wf["tableBackend"] == theirs["tableBackend"], folder.name
+        assert value(wf["tableBackend"], "class") == "org.knime.core.data.columnar.ColumnarTableBackend"
+        keys = list(wf)
+        assert keys.index("tableBackend") == keys.index("workflow_credentials") + 1
+        assert keys.index("tableBackend") < keys.index("nodes")
+        ref_keys = list(theirs)
+        assert ref_keys.index("tableBackend") == ref_keys.index("workflow_credentials") + 1
+
+
+def test_python_script_nodes_use_the_id_knime_5_registers(ref):
+    theirs = parse(ref / R58 / "Python Script (#14)" / "settings.xml")
+    files = [p for f in ALL_FOLDERS for p in settings_files(f, "Python Script")]
+    assert files
+    for path in files:
+        ours = parse(path)
+        assert ours["factory"] == theirs["factory"] == ("xstring", PYTHON_SCRIPT), path
+        for key in ("node-name", "node-bundle-symbolic-name", "node-feature-symbolic-name"):
+            assert ours[key] == theirs[key], (path, key)
+
+
+def test_view_bindings_are_written_as_knimes_dialog_writes_them(ref):
+    """Each bound setting: used_variable, used_variable_flawed (false), exposed_variable, in
+    that order and with those types, as in the real 5.8 file."""
+    theirs = parse(ref / R58 / "Python Script (#14)" / "settings.xml")["variables"]
+    ref_entry = next(iter(theirs["tree"].values()))
+    bound = [parse(p)["view_variables"] for f in ALL_FOLDERS
+             for p in settings_files(f, "Scatter Plot") if "view_variables" in parse(p)]
+    assert bound
+    for tree in bound:
+        assert list(tree) == list(theirs) and tree["version"] == theirs["version"]
+        for entry in tree["tree"].values():
+            assert shape(entry) == shape(ref_entry)
+            assert list(entry) == ["used_variable", "used_variable_flawed", "exposed_variable"]
+            assert entry["used_variable_flawed"] == ("xboolean", "false")
 
 
 def test_sample_epf_uses_the_keys_of_knimes_own_file(ref):

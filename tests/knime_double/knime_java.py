@@ -279,25 +279,26 @@ class FakeJvm:
 PNG_VALUE_FACTORY = "org.knime.core.data.image.png.PNGImageValueFactory"
 PNG_LOGICAL_TYPE = json.dumps({"value_factory_class": PNG_VALUE_FACTORY}, separators=(",", ":"))
 
-# The storage of KNIME's PNG image cells as Java describes it to Python. OUR RECONSTRUCTION,
-# UNCONFIRMED against Java (the Java serialisation of DataSpec/DataTraits is not in the shared
-# sources): rebuilt from what the Python side parses (knime.api.schema._dict_to_knime_type,
-# knime._arrow._types.data_spec_to_arrow), from the traits layout of KNIME's own
-# testing_utility.py, and from the storage PNGImageValueFactory reads and writes
-# (TableOrFileStorePythonValueFactory: {"0": ";"-joined file-store keys, "1": binary}).
+# The storage of KNIME's PNG image cells as Java describes it to Python. Java's side, at tag
+# analytics-platform/5.5.3 of knime-core: PNGImageValueFactory extends
+# TableOrFileStoreValueFactory, whose spec (AbstractFileStoreValueFactory.getSpec) is a struct of
+# the file-store keys (StringDataSpec) and the table data (VarBinaryDataSpec). The JSON form is
+# what the Python side parses (knime.api.schema._dict_to_knime_type,
+# knime._arrow._types.data_spec_to_arrow); the traits follow KNIME's own testing_utility.py.
 _PNG_DATA_SPEC = json.dumps({"type": "struct", "inner_types": ["string", "variable_width_binary"]})
 _PNG_DATA_TRAITS = json.dumps({
     "type": "struct", "traits": {"logical_type": PNG_LOGICAL_TYPE},
     "inner": [{"type": "simple", "traits": {}}, {"type": "simple", "traits": {}}]})
 
 # registerPythonValueFactory's arguments, in the order of org.knime.python3.arrow.types/plugin.xml
-# (module knime.types.builtin): python module, factory class, data type name (UNCONFIRMED: what
-# Java's DataType calls it), data spec, data traits, Python value type, is default.
+# (module knime.types.builtin): python module, factory class, data type name (Java's: the name
+# PNGImageValue's UtilityFactory gives, "Image (PNG)"), data spec, data traits, Python value
+# type, is default.
 # Only the PNG image type: the other types of plugin.xml are not modelled here.
 PYTHON_VALUE_FACTORIES = [
-    ("knime.types.builtin", "PNGImageValueFactory", "PNG Image", _PNG_DATA_SPEC,
+    ("knime.types.builtin", "PNGImageValueFactory", "Image (PNG)", _PNG_DATA_SPEC,
      _PNG_DATA_TRAITS, "PIL.Image.Image", True),
-    ("knime.types.builtin", "PNGImageValueFactory", "PNG Image", _PNG_DATA_SPEC,
+    ("knime.types.builtin", "PNGImageValueFactory", "Image (PNG)", _PNG_DATA_SPEC,
      _PNG_DATA_TRAITS, "PIL.PngImagePlugin.PngImageFile", False),  # images read back from KNIME
 ]
 

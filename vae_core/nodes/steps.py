@@ -30,7 +30,7 @@ from vae_core.config import (
     settings,
 )
 from vae_core.data.splits import MNISTData, Split, load_mnist
-from vae_core.errors import ConfigError, TableError
+from vae_core.errors import CheckpointError, ConfigError, TableError
 from vae_core.model.network import VAE
 from vae_core.outputs import lab_figures, results, tables
 from vae_core.seeds import derive_seed
@@ -42,6 +42,7 @@ from vae_core.training.model_file import (
     resolve_model_path,
     save_model_file,
 )
+from vae_core.training.rundir import finished_checkpoint
 
 if int(pd.__version__.split(".")[0]) >= 3:  # KNIME's table conversion rejects pandas 3 tables
     raise ImportError(f"pandas {pd.__version__} is installed, but KNIME's Python nodes fail with "
@@ -156,6 +157,7 @@ class EncodeOutput(NamedTuple):
 class ModelAndTable(NamedTuple):
     model: dict[str, Any]
     table: pd.DataFrame
+    flow_variables: dict[str, Any]  # model_file, model_saved_at, model_workflow, model_<setting>
 
 
 # ----------------------------------------------------------------------------- steps
@@ -265,10 +267,27 @@ def save_model_step(model: Any, params: NodeParams, data_area: str) -> pd.DataFr
 
 def load_model_step(params: NodeParams, data_area: str) -> ModelAndTable:
     """Read the model at ``model_path``: a Save Model file, or a ``vae-mnist run`` folder or
-    its checkpoint.pt. The record is validated before it goes on the port."""
-    path = resolve_model_path(params.model_path, data_area)
+    its checkpoint.pt. The record is validated before it goes on the port; where the file lies,
+    when it was saved and its settings go out as flow variables, so a model another workflow
+    saved (a renamed import, an old run) is never used unseen."""
+    path = resolve_model_path(params.model_path, data_area).resolve()
+    if not path.exists():
+        raise CheckpointError(
+            f"Model file {path} does not exist (model_path = {params.model_path!r}). Run the "
+            "workflow that saves the model first (Save Model), or set the workflow variable "
+            "model_path to the model file: absolute, or relative to this workflow's data folder. "
+            "A workflow "
+            "imported beside one of the same name is renamed (VAE_MNIST becomes VAE_MNIST1): "
+            "then use ../../VAE_MNIST1/data/vae_mnist_model.pt.")
     trained = load_model_file(path)
-    return ModelAndTable(trained.record, _model_info(trained, path, "loaded"))
+    if path.is_dir():  # a run folder: the file is its finished checkpoint
+        path = finished_checkpoint(path)
+    info = _model_info(trained, path, "loaded")
+    flow = {"model_file": str(path), "model_saved_at": info.at[0, "saved_at"],
+            "model_workflow": info.at[0, "workflow"],
+            **{f"model_{name}": trained.record["config"][name] for name in LOSS_TABLE_SETTINGS
+               if name in trained.record["config"]}}
+    return ModelAndTable(trained.record, info, _flow_safe(flow))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -278,10 +297,27 @@ def _model(obj: Any, params: NodeParams) -> tuple[VAE, int]:
     return trained.model(resolve_device(params.config.device)), trained.config.seed
 
 
+def _flow_safe(values: dict[str, Any]) -> dict[str, Any]:
+    """KNIME flow variables take int, float, str and bool: a yes/no setting goes out as 0 / 1,
+    like its workflow variable (WORKFLOW_TYPES)."""
+    return {k: int(v) if isinstance(v, bool) else v for k, v in values.items()}
+
+
+def _saved_where_and_when(path: Path) -> tuple[str, str]:
+    """The file's modification time (UTC; the model file is written in one atomic step) and the
+    workflow whose data area holds it ("" when it lies elsewhere)."""
+    stamp = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
+    workflow = path.parent.parent.name if path.parent.name == "data" else ""
+    return stamp.strftime("%Y-%m-%d %H:%M:%S UTC"), workflow
+
+
 def _model_info(trained: TrainedVAE, path: Path, status: str) -> pd.DataFrame:
-    """One row: the file, what happened to it, the model's settings and last losses."""
+    """One row: the file, when it was saved and by which workflow's data area, what happened
+    to it, the model's settings and last losses."""
     last = trained.history[-1] if trained.history else {}
-    row = {"model_path": str(path.resolve()), "status": status, "summary": trained.record["summary"],
+    saved_at, workflow = _saved_where_and_when(path.resolve())
+    row = {"model_path": str(path.resolve()), "status": status, "saved_at": saved_at,
+           "workflow": workflow, "summary": trained.record["summary"],
            **{k: v for k, v in trained.record["config"].items() if k in LOSS_TABLE_SETTINGS},
            "epochs_trained": len(trained.history),
            **{name: float(last.get(column, float("nan")))
