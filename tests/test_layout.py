@@ -44,7 +44,10 @@ def test_package_docstring_names_every_subpackage_and_module():
 
 
 def test_no_module_is_over_400_lines():
-    long = {p.relative_to(ROOT).as_posix(): n for p in ROOT.glob("*/**/*.py")
-            if "/data/vae_core/" not in p.as_posix() and ".venv" not in p.parts
-            and (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    """Our modules: hidden folders (.venv, .venv-knime, caches) and build outputs are not."""
+    ours = [p for p in ROOT.glob("*/**/*.py") if "/data/vae_core/" not in p.as_posix()
+            and not any(part.startswith(".") for part in p.relative_to(ROOT).parts)]
+    assert any(p.name == "cli.py" for p in ours)
+    long = {p.relative_to(ROOT).as_posix(): n for p in ours
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
     assert long == {}
