@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from . import spec
+from .spec import DEFAULT_MODEL_FILE
 
 APPLICATION = "org.knime.product.KNIME_BATCH_APPLICATION"
 BATCH_TYPES = {"INTEGER": "int", "DOUBLE": "double", "STRING": "String"}
@@ -63,11 +64,50 @@ def find_knime(knime: str | None = None, env: dict[str, str] | None = None) -> P
                      "launcher in the KNIME installation folder) or set KNIME_HOME to that folder.")
 
 
-def declared_variables(workflow: Path) -> tuple[spec.Variable, ...]:
-    """The variables a workflow declares, found by its name (VAE_MNIST_apply.knwf, a folder
-    VAE_MNIST_legacy, ...); any other workflow is typed like the main one."""
+def declared_workflow(workflow: Path) -> spec.Workflow:
+    """The workflow's declaration, found by its name (VAE_MNIST_apply.knwf, a folder
+    VAE_MNIST_legacy, ...); any other workflow is taken for the main one."""
     name = workflow.stem if workflow.suffix == ".knwf" else workflow.name
-    return next((wf.variables for wf in spec.WORKFLOWS if wf.name == name), spec.VARIABLES)
+    return next((wf for wf in spec.WORKFLOWS if wf.name == name), spec.MAIN)
+
+
+def declared_variables(workflow: Path) -> tuple[spec.Variable, ...]:
+    return declared_workflow(workflow).variables
+
+
+def _uses(wf: spec.Workflow, script: str) -> bool:
+    return any(getattr(node, "script", None) == script for node in wf.nodes)
+
+
+def kept_model(workflow: Path, values: dict[str, str], model_file: Path | None) -> dict[str, str]:
+    """``values`` with an absolute model_path where a run of a .knwf needs one.
+
+    KNIME unzips a ``-workflowFile`` into a temporary folder and deletes it at exit
+    (BatchExecutor.loadWorkflow, FileUtil.createTempDir): a model saved into that workflow's data
+    area is gone after the run, and a relative path read from there finds nothing. So a .knwf run
+    keeps its model at ``model_file`` (default ./vae_mnist_model.pt, the file the apply workflow's
+    run reads by default), and a relative model_path is refused. A workflow folder keeps its data
+    area: nothing changes there."""
+    wf = declared_workflow(workflow)
+    if "model_path" not in {v.name for v in wf.variables}:
+        if model_file is not None:
+            raise BatchError(f"{wf.name} neither saves nor loads a model: drop --model-file.")
+        return values
+    if "model_path" in values and model_file is not None:
+        raise BatchError("Give the model's file once: --model-file or --var model_path, not both.")
+    if workflow.suffix != ".knwf":
+        return values if model_file is None else {**values, "model_path": str(model_file.resolve())}
+    given = values.get("model_path")
+    if given is not None and not Path(given).expanduser().is_absolute():
+        raise BatchError(f"model_path {given!r} is relative: a .knwf batch run unpacks the workflow "
+                         "into a temporary folder that KNIME deletes at exit, so the model would "
+                         "be lost or not found. Give an absolute path, or use --model-file.")
+    path = Path(given).expanduser() if given else (model_file or Path(DEFAULT_MODEL_FILE)).resolve()
+    if _uses(wf, "nodes/load_model.py") and not path.exists():
+        raise BatchError(f"No model at {path} for {wf.name}'s Load Model. Run "
+                         f"{spec.MAIN.name}.knwf first with the same --model-file (it keeps its "
+                         "model there), or point --model-file at a saved model or run folder.")
+    return {**values, "model_path": str(path)}
 
 
 def variable_args(values: dict[str, str], variables=spec.VARIABLES) -> list[str]:
@@ -95,7 +135,7 @@ def variable_args(values: dict[str, str], variables=spec.VARIABLES) -> list[str]
 
 def build_command(knime: Path, workflow: Path, values: dict[str, str], *,
                   preferences: Path | None = None, workspace: Path | None = None,
-                  vmargs: list[str] = ()) -> list[str]:
+                  vmargs: list[str] = (), model_file: Path | None = None) -> list[str]:
     """The full KNIME batch command line (a list, no shell quoting needed)."""
     workflow = Path(workflow).resolve()
     if not workflow.exists():
@@ -113,7 +153,9 @@ def build_command(knime: Path, workflow: Path, values: dict[str, str], *,
             raise BatchError(f"Preference file {preferences} does not exist. Write one with "
                              "python -m knime_workflow.build --epf <conda env folder>.")
         cmd.append(f"-preferences={preferences}")
-    cmd += variable_args(values, declared_variables(workflow))
+    variables = declared_variables(workflow)
+    variable_args(values, variables)  # unknown or mistyped values are refused first
+    cmd += variable_args(kept_model(workflow, values, model_file), variables)
     if vmargs:
         cmd += ["-vmargs", *vmargs]  # must come last
     return cmd
@@ -137,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preferences", help="an .epf preference file (Python environment)")
     parser.add_argument("--workspace", help="KNIME workspace folder (default: a new temp folder)")
     parser.add_argument("--xmx", help="Java heap, e.g. 4g (passed as -vmargs -Xmx4g)")
+    parser.add_argument("--model-file", help="where a .knwf run keeps the model it saves, or "
+                        f"finds the model it loads (default ./{DEFAULT_MODEL_FILE}): KNIME deletes "
+                        "the unpacked .knwf, data area included, at exit")
     parser.add_argument("--dry-run", action="store_true", help="print the command, do not run")
     args = parser.parse_args(argv)
     try:
@@ -150,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             workspace = Path(tempfile.mkdtemp(prefix="knime-batch-ws-"))
         cmd = build_command(knime, Path(args.workflow), values,
                             preferences=Path(args.preferences) if args.preferences else None,
-                            workspace=workspace, vmargs=[f"-Xmx{args.xmx}"] if args.xmx else [])
+                            workspace=workspace, vmargs=[f"-Xmx{args.xmx}"] if args.xmx else [],
+                            model_file=Path(args.model_file) if args.model_file else None)
     except BatchError as exc:
         print(f"knime-batch: error: {exc}", file=sys.stderr)
         return 2

@@ -80,9 +80,47 @@ def test_batch_command(tmp_path):
                    f"-workflowFile={knwf}", "-reset", "-nosave", "-failonloaderror",
                    f"-preferences={prefs.resolve()}",
                    "-workflow.variable=epochs,5,int", "-workflow.variable=beta,0.5,double",
-                   '-workflow.variable=data_dir,"/d,1",String', "-vmargs", "-Xmx4g"]
+                   '-workflow.variable=data_dir,"/d,1",String',
+                   f"-workflow.variable=model_path,{Path.cwd() / 'vae_mnist_model.pt'},String",
+                   "-vmargs", "-Xmx4g"]
     folder_cmd = batch.build_command(Path("knime"), OUT / "VAE_MNIST", {})
     assert f"-workflowDir={OUT / 'VAE_MNIST'}" in folder_cmd and "-vmargs" not in folder_cmd
+    assert not any("model_path" in arg for arg in folder_cmd)  # the folder keeps its data area
+
+
+def _model_path(cmd: list[str]) -> str:
+    (arg,) = [a for a in cmd if a.startswith("-workflow.variable=model_path,")]
+    return arg.removeprefix("-workflow.variable=model_path,").removesuffix(",String")
+
+
+def test_a_knwf_run_keeps_its_model_outside_the_temporary_copy(tmp_path, monkeypatch):
+    """KNIME deletes the unpacked .knwf at exit (BatchExecutor): the main workflow's run saves
+    its model to an absolute path, by default ./vae_mnist_model.pt, and the apply workflow's
+    run reads it from there."""
+    monkeypatch.chdir(tmp_path)
+    main = batch.build_command(Path("knime"), OUT / "VAE_MNIST.knwf", {})
+    assert _model_path(main) == str(tmp_path / "vae_mnist_model.pt")
+    chosen = batch.build_command(Path("knime"), OUT / "VAE_MNIST.knwf", {},
+                                 model_file=Path("models/m.pt"))
+    assert _model_path(chosen) == str(tmp_path / "models" / "m.pt")
+    with pytest.raises(batch.BatchError, match=r"No model at .*vae_mnist_model.pt for "
+                       r"VAE_MNIST_apply's Load Model. Run VAE_MNIST.knwf first"):
+        batch.build_command(Path("knime"), OUT / "VAE_MNIST_apply.knwf", {})
+    (tmp_path / "vae_mnist_model.pt").write_bytes(b"saved by the main run")
+    apply = batch.build_command(Path("knime"), OUT / "VAE_MNIST_apply.knwf", {})
+    assert _model_path(apply) == _model_path(main)
+
+
+@pytest.mark.parametrize("workflow, values, model_file, message", [
+    ("VAE_MNIST.knwf", {"model_path": "vae_mnist_model.pt"}, None,
+     "model_path 'vae_mnist_model.pt' is relative: a .knwf batch run unpacks"),
+    ("VAE_MNIST.knwf", {"model_path": "/abs/m.pt"}, Path("m.pt"),
+     "--model-file or --var model_path, not both"),
+    ("VAE_MNIST_legacy.knwf", {}, Path("m.pt"), "neither saves nor loads a model"),
+])
+def test_batch_model_file_mistakes_are_refused(workflow, values, model_file, message):
+    with pytest.raises(batch.BatchError, match=message):
+        batch.build_command(Path("knime"), OUT / workflow, values, model_file=model_file)
 
 
 @pytest.mark.parametrize("values, message", [
@@ -95,10 +133,12 @@ def test_batch_rejects_bad_variables(values, message):
         batch.build_command(Path("knime"), OUT / "VAE_MNIST.knwf", values)
 
 
-def test_batch_types_variables_by_the_chosen_workflow():
+def test_batch_types_variables_by_the_chosen_workflow(tmp_path):
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"a model")
     apply_cmd = batch.build_command(Path("knime"), OUT / "VAE_MNIST_apply.knwf",
-                                    {"model_path": "/m/model.pt", "eval_limit": "100"})
-    assert "-workflow.variable=model_path,/m/model.pt,String" in apply_cmd
+                                    {"model_path": str(model), "eval_limit": "100"})
+    assert f"-workflow.variable=model_path,{model},String" in apply_cmd
     assert "-workflow.variable=eval_limit,100,int" in apply_cmd
     with pytest.raises(batch.BatchError, match="Unknown workflow variable 'epochs'. Known: seed"):
         batch.build_command(Path("knime"), OUT / "VAE_MNIST_apply.knwf", {"epochs": "5"})
