@@ -3,13 +3,15 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# Second test environment: KNIME 5.5's Python pins + this project's dependency floors
-# (constraints/knime-5.5.txt; README, "Tested versions"), without vae_core installed (as a
+# Second test environment: the pip route docs/KNIME.md gives KNIME users, exactly
+# (requirements-knime-5.5.txt: KNIME 5.5's Python pins + this project's packages at their
+# floors; README, "Tested versions"), plus the test tools, without vae_core installed (as a
 # KNIME user's environment). KNIME 5.5 runs Python 3.11.
-KNIME_PYTHON      ?= python3.11
-KNIME_VENV        ?= .venv-knime
-KNIME_PY          := $(KNIME_VENV)/bin/python
-KNIME_CONSTRAINTS := constraints/knime-5.5.txt
+KNIME_PYTHON       ?= python3.11
+KNIME_VENV         ?= .venv-knime
+KNIME_PY           := $(KNIME_VENV)/bin/python
+KNIME_REQUIREMENTS := requirements-knime-5.5.txt
+BUILD_FLOOR        := constraints/build-floor.txt
 # What runs under the KNIME pins: the KNIME-facing tests, the table contract, the declared
 # versions, stored tables round-tripping exactly, and one real `vae-mnist run` (2 epochs).
 KNIME_TESTS := $(wildcard tests/test_knime_*.py) tests/test_tables.py tests/test_versions.py \
@@ -39,15 +41,18 @@ $(VENV)/.installed: pyproject.toml
 	$(UV_PIP) install --quiet --python $(PY) -e '.[test]'
 	touch $@
 
-$(KNIME_VENV)/.installed: pyproject.toml $(KNIME_CONSTRAINTS) $(VENV)/.installed
+$(KNIME_VENV)/.installed: pyproject.toml $(KNIME_REQUIREMENTS) $(BUILD_FLOOR) $(VENV)/.installed
 	test -x $(KNIME_PY) || $(KNIME_PYTHON) -m venv $(KNIME_VENV)
 	@$(KNIME_PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo \
 	  "$(KNIME_VENV) must run Python 3.11 like KNIME 5.5: rm -r $(KNIME_VENV); set KNIME_PYTHON" >&2; \
 	  exit 1; }
-	# the build floor too: build with the pinned setuptools (pyproject's [build-system] floor)
-	$(UV_PIP) install --quiet --python $(KNIME_PY) -c $(KNIME_CONSTRAINTS) setuptools
-	$(UV_PIP) install --quiet --python $(KNIME_PY) --no-build-isolation -c $(KNIME_CONSTRAINTS) \
-	  -e '.[test]'
+	# the users' route, exactly
+	$(UV_PIP) install --quiet --python $(KNIME_PY) -r $(KNIME_REQUIREMENTS)
+	# then the test tools, changing none of those pins, and a build of the project with the
+	# [build-system] floor (setuptools)
+	$(UV_PIP) install --quiet --python $(KNIME_PY) -c $(BUILD_FLOOR) setuptools
+	$(UV_PIP) install --quiet --python $(KNIME_PY) --no-build-isolation -c $(KNIME_REQUIREMENTS) \
+	  -c $(BUILD_FLOOR) -e '.[test]'
 	# then, like a KNIME user's environment (environment.yml), third-party packages only: the
 	# workflow tests here run the vae_core bundled in each workflow; pytest imports the checkout
 	$(UV_PIP) uninstall --quiet --python $(KNIME_PY) vae-mnist-knime

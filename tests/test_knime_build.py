@@ -178,3 +178,17 @@ def test_epf_for_a_user_environment(tmp_path):
     out = tmp_path / "mine.epf"
     assert build.main(["--epf", "/opt/conda/envs/x", "-o", str(out)]) == 0
     assert "python3CondaEnvironmentDirectoryPath=/opt/conda/envs/x" in out.read_text()
+
+
+def test_epf_for_a_venv_uses_knimes_manual_keys(tmp_path):
+    """The pip route: KNIME's Manual environment type with the venv's Python (keys of
+    knime-python's and knime-python-legacy's ManualEnvironmentsConfig at 5.5.3)."""
+    out = tmp_path / "venv.epf"
+    assert build.main(["--epf-python", "/home/me/env/bin/python", "-o", str(out)]) == 0
+    lines = [ln for ln in out.read_text().splitlines() if ln.startswith("/instance/")]
+    assert lines == ["/instance/org.knime.python3.scripting.nodes/pythonEnvironmentType=manual",
+                     "/instance/org.knime.python3.scripting.nodes/python3Path=/home/me/env/bin/python",
+                     "/instance/org.knime.python2/pythonEnvironmentType=manual",
+                     "/instance/org.knime.python2/python3Path=/home/me/env/bin/python"]
+    win = build.manual_epf_text(r"C:\Users\me\env\Scripts\python.exe")
+    assert r"python3Path=C:\\Users\\me\\env\\Scripts\\python.exe" in win

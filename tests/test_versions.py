@@ -2,8 +2,8 @@
 
 `make test` runs this file in two environments (README, "Tested versions"):
 - `.venv`: the newest releases pyproject.toml allows;
-- `.venv-knime` (`VAE_TEST_ENV=knime-5.5`): KNIME 5.5's Python pins plus this project's floors,
-  installed with `-c constraints/knime-5.5.txt`.
+- `.venv-knime` (`VAE_TEST_ENV=knime-5.5`): built from requirements-knime-5.5.txt, the pip route
+  docs/KNIME.md gives KNIME users (KNIME 5.5's Python pins plus this project's floors).
 Every bound declared in pyproject.toml or environment.yml must be one of these two, so that no
 bound claims a version nothing has run.
 """
@@ -33,7 +33,8 @@ from vae_core.outputs.tables import read_table, write_table
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-CONSTRAINTS = ROOT / "constraints" / "knime-5.5.txt"
+REQUIREMENTS = ROOT / "requirements-knime-5.5.txt"
+BUILD_FLOOR = ROOT / "constraints" / "build-floor.txt"
 ENVIRONMENT = ROOT / "environment.yml"
 
 # KNIME Analytics Platform 5.5's Python environment (knime-python-base 5.5) pins these; with
@@ -41,6 +42,9 @@ ENVIRONMENT = ROOT / "environment.yml"
 # supported"), hence pandas<3 in pyproject.toml.
 KNIME_55_PYTHON = (3, 11)
 KNIME_55_PINS = {"numpy": "1.26.4", "pandas": "2.0.3", "pyarrow": "20.0.0", "pillow": "11.2.1"}
+# Test tools: in the test extra without a bound, and in no user's environment.
+TEST_TOOLS = {canonicalize_name(r.name) for r in map(
+    Requirement, PYPROJECT["project"]["optional-dependencies"]["test"]) if not r.specifier}
 IN_KNIME_ENV = os.environ.get("VAE_TEST_ENV") == "knime-5.5"
 knime_env_only = pytest.mark.skipif(not IN_KNIME_ENV,
                                     reason="only in .venv-knime (make unit-knime)")
@@ -101,26 +105,36 @@ def test_pandas_is_below_3_as_knime_needs():
     assert "<3" in str(_declared()["pandas"])
 
 
-def test_every_floor_is_pinned_in_the_knime_constraints():
+def test_every_floor_is_pinned_in_the_knime_requirements():
     """The floors are what .venv-knime installs: each `>=` bound equals a pin there."""
-    pins = _pins(CONSTRAINTS)
+    pins = _pins(REQUIREMENTS)
     for name, floor in _floors().items():
         assert name in pins, f"{name}>={floor} is exercised by no test environment"
-        assert pins[name] == floor, f"pyproject.toml: {name}>={floor}, constraints: =={pins[name]}"
+        assert pins[name] == floor, f"pyproject.toml: {name}>={floor}, requirements: =={pins[name]}"
     for name, version in KNIME_55_PINS.items():
-        assert pins[name] == Version(version), f"{CONSTRAINTS.name} must pin KNIME's {name}"
+        assert pins[name] == Version(version), f"{REQUIREMENTS.name} must pin KNIME's {name}"
     for name, version in pins.items():  # and every pin is allowed by pyproject.toml
         spec = _declared().get(name)
         assert spec is None or spec.contains(version, prereleases=True), (name, version)
 
 
-def test_the_build_floor_is_pinned_in_the_knime_constraints():
+def test_the_requirements_hold_exactly_what_a_knime_user_needs():
+    """Every runtime dependency of the project, KNIME 5.5's base pins, torch and torchvision as a
+    pair; no vae_core, nothing named knime, no test tool."""
+    pins = set(_pins(REQUIREMENTS))
+    runtime = {canonicalize_name(r.name) for r in _requirements(())}
+    assert runtime <= pins, runtime - pins
+    assert {"torch", "torchvision", "pyarrow", "py4j", "markdown"} <= pins
+    assert not pins & ({"knime", "vae-mnist-knime"} | TEST_TOOLS)
+
+
+def test_the_build_floor_is_pinned_for_the_knime_env_build():
     """[build-system] declares setuptools>=77 (PEP 639 licence strings); .venv-knime builds the
     project with exactly that release (--no-build-isolation), so the floor is exercised."""
     (req,) = [Requirement(r) for r in PYPROJECT["build-system"]["requires"]]
     (spec,) = req.specifier
     assert spec.operator == ">="
-    assert _pins(CONSTRAINTS)[canonicalize_name(req.name)] == Version(spec.version)
+    assert _pins(BUILD_FLOOR)[canonicalize_name(req.name)] == Version(spec.version)
 
 
 @knime_env_only
@@ -143,8 +157,8 @@ def test_knime_env_runs_knime_55_pins_and_every_floor():
         assert _installed(name) == Version(version), f"{name}: KNIME 5.5 ships {version}"
     for name, floor in _floors().items():
         assert _installed(name) == floor, f"{name}>={floor} declared, {_installed(name)} here"
-    for name, version in _pins(CONSTRAINTS).items():
-        assert _installed(name) == version, f"{name}: constraints say {version}"
+    for name, version in _pins(REQUIREMENTS).items():  # the users' route, exactly
+        assert _installed(name) == version, f"{name}: {REQUIREMENTS.name} says {version}"
 
 
 # ----------------------------------------------------------------------------- environment.yml
@@ -192,10 +206,9 @@ def test_environment_yml_declares_the_pyproject_bounds_and_no_other():
     # third-party packages only: the workflows bring vae_core in their data area
     assert not [p for p in pip if p.startswith("-") or p.startswith(".") or "vae" in p], pip
     declared = _declared()
-    # KNIME's own pins come with knime-python-base=5.5, which is what constraints/knime-5.5.txt
+    # KNIME's own pins come with knime-python-base=5.5, which is what requirements-knime-5.5.txt
     # reproduces; its Python is 3.11 (checked in .venv-knime above).
     allowed = {"python": SpecifierSet("==3.11.*"), "knime-python-base": SpecifierSet("==5.5.*")}
-    assert CONSTRAINTS.name == "knime-5.5.txt"
     seen = {}
     for item in conda + [p for p in pip if not p.startswith("-")]:
         name, spec = _conda_spec(item)
@@ -211,6 +224,26 @@ def test_environment_yml_declares_the_pyproject_bounds_and_no_other():
         assert name in seen, f"environment.yml lacks {name}"
         assert seen[name] == req.specifier, f"environment.yml: {name}{seen[name]}, want {req}"
     assert {"torch", "torchvision"} <= {_conda_spec(p)[0] for p in pip if not p.startswith("-")}
+
+
+def test_the_conda_and_the_pip_route_agree():
+    """environment.yml (conda) and requirements-knime-5.5.txt (pip) are two routes to one
+    environment: the same packages; each pip pin inside the conda bound; KNIME's pins (there
+    from knime-python-base=5.5) and Python 3.11 on both."""
+    conda, pip = _environment()
+    specs = dict(_conda_spec(item) for item in conda + [p for p in pip if not p.startswith("-")])
+    assert specs.pop("python") == SpecifierSet("==3.11.*") and KNIME_55_PYTHON == (3, 11)
+    assert specs.pop("knime-python-base") == SpecifierSet("==5.5.*")
+    specs.pop("pip")
+    pins = _pins(REQUIREMENTS)
+    assert set(specs) <= set(pins), set(specs) - set(pins)
+    for name, spec in specs.items():
+        assert spec.contains(pins[name], prereleases=True), (name, spec, pins[name])
+    # what the pip route pins beyond environment.yml comes with knime-python-base 5.5
+    beyond = set(pins) - set(specs)
+    assert beyond == {"pyarrow", "py4j", "markdown"}, beyond
+    for name, version in KNIME_55_PINS.items():
+        assert pins[name] == Version(version)
 
 
 # ----------------------------------------------------------------------------- stored tables
