@@ -33,7 +33,7 @@ UV         := $(VENV)/bin/uv
 UV_PIP      = env $(shell $(PYTHON) scripts/uv_env.py) $(UV) pip
 TEST_ENV := $(if $(VAE_MNIST_DIR),VAE_MNIST_DIR=$(abspath $(VAE_MNIST_DIR)))
 
-.PHONY: demo test lint unit unit-knime check-workflow workflow bench experiments targets clean
+.PHONY: demo test lint unit unit-knime check-workflow workflow bench experiments targets novelty clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -91,6 +91,11 @@ clean:
 experiments: $(VENV)/.installed
 	$(VENV)/bin/vae-mnist sweep --out runs/sweep
 	$(VENV)/bin/vae-mnist report runs/sweep
+
+# Leave-one-digit-out novelty detection (Score node's scores vs PCA, calibration), resumable;
+# tables and pages into docs/results.
+novelty: $(VENV)/.installed
+	$(VENV)/bin/python bench/novelty.py --out runs/novelty --results docs/results
 
 # Issue 4's targets over 5 seeds: the lab's recipe and the tuned one (batch 32, cosine from 2e-3).
 # Written inside the sweep folder of `make experiments`, where `vae-mnist report runs/sweep`

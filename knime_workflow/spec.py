@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vae_core.config import SWEEP_VARIES
+from vae_core.config import SCORE_SETTINGS, SWEEP_VARIES
 from vae_core.evaluation.run_metrics import DEFAULT_IW_IMAGES, DEFAULT_IW_K
 from vae_core.experiments.sweep import DEFAULT_BETAS, DEFAULT_LATENTS
 from vae_core.nodes.experiments import DEFAULT_SWEEP_DIR
+from vae_core.nodes.score import IMAGE_COLUMNS
 from vae_core.nodes.steps import (
     APPLY_MODEL_PATH,
     DEFAULT_MODEL_FILE,
@@ -134,6 +135,7 @@ APPLY_VARIABLES = (
     _BY_NAME["eval_limit"],
     Variable("eval_set", "STRING", "test"),  # the 10k test file: images no model trained on
     Variable("model_path", "STRING", APPLY_MODEL_PATH),  # the main workflow's saved model
+    *(Variable(*row) for row in workflow_variables(SCORE_SETTINGS)),  # the Score node's
 )
 
 _LOSS_Y = ("train_loss", "test_loss")
@@ -266,9 +268,11 @@ APPLY = Workflow(
         "Load Model reads model_path (default: the model the workflow VAE_MNIST beside this one "
         "saved; a `vae-mnist run` folder or its checkpoint.pt works too) -> Encode / "
         "Reconstruct / Generate / Decode on MNIST's test images (eval_set), with Table Views "
-        "of the digits and a latent explorer.\n"
+        "of the digits and a latent explorer; Score says how unusual each test image is "
+        "(percentile against the model's held-out scores, is_unusual above unusual_quantile) "
+        "and shows the most unusual digits.\n"
         "Settings are workflow variables (model_path, data_dir, device, seed, eval_set, "
-        "eval_limit, train_limit)."),
+        "eval_limit, train_limit, unusual_quantile, score_iw_k, unusual_rows)."),
     variables=APPLY_VARIABLES,
     nodes=(
         PythonScript(1, "Load MNIST", "nodes/load_mnist.py", (60, 200),
@@ -277,10 +281,22 @@ APPLY = Workflow(
                      out_tables=1, out_objects=1),
         *_APPLY_USE[0],
         *_APPLY_USE[2],
+        PythonScript(14, "Score", "nodes/score.py", (300, 560),
+                     in_objects=1, in_tables=1, out_tables=2, out_images=1),
+        TableView(15, "Most unusual digits", (540, 520),
+                  (*IMAGE_COLUMNS, "digit", "neg_elbo", "percentile", "row", "image_id"),
+                  "The test images the model finds most unusual: input, reconstruction, error"),
+        ScatterPlot(16, "Scores", (540, 620), x="recon", y="kl", color="digit",
+                    title="Score of each test image: reconstruction against KL (nats), by "
+                          "digit; neg_elbo = recon + kl", max_rows=12000),
     ),
     links=(
         *_APPLY_USE[1],
         *_APPLY_USE[3],
+        Link(2, "object 1", 14, "object 1"),
+        Link(1, "table 2", 14, "table 1"),
+        Link(14, "table 2", 15, "table 1"),
+        Link(14, "table 1", 16, "table 1"),
     ),
 )
 

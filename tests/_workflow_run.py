@@ -36,6 +36,7 @@ LINE = "org.knime.base.views.node.lineplot.LinePlotNodeFactory"
 TABLE_VIEW = "org.knime.base.views.node.tableview.TableViewNodeFactory"
 VIEWS = (SCATTER, LINE, TABLE_VIEW)
 PNG = b"\x89PNG\r\n\x1a\n"
+IMAGE_NAMES = {"image", "input", "reconstruction", "error"}  # columns of PNG image cells
 NAMES = ("VAE_MNIST", "VAE_MNIST_apply", "VAE_MNIST_experiments", "VAE_MNIST_legacy")
 
 
@@ -163,9 +164,9 @@ def check_view_input(node: Node, table: Table, flow: dict[str, Any]) -> list[str
         assert isinstance(flow.get(value(bound, "used_variable")), str), bound
     if "shown" in cols:
         assert set(cols["shown"]) <= set(table.column_names), cols["shown"]
-        if "image" in cols["shown"]:
-            cells = [c for c in df["image"] if c is not None and c == c]
-            assert cells and all(isinstance(c, PIL.Image.Image) for c in cells)
+        for name in IMAGE_NAMES & set(cols["shown"]):
+            cells = [c for c in df[name] if c is not None and c == c]
+            assert cells and all(isinstance(c, PIL.Image.Image) for c in cells), name
         return cols["shown"]
     used = [cols["x"], *(cols["y"] if isinstance(cols["y"], list) else [cols["y"]])]
     for name in used:

@@ -247,6 +247,59 @@ def test_load_model_says_which_model_it_loaded(main_run, apply_run):
                                                                "VAE_MNIST"]
 
 
+def test_apply_workflow_scores_the_test_images_as_the_cli_does(main_run, apply_run, mnist_dir,
+                                                               tmp_path):
+    from vae_core.outputs.tables import read_table
+
+    scores = as_frame(apply_run.out("Score"))
+    assert len(scores) == 10000 and set(scores["source"]) == {"test"}
+    assert scores["percentile"].between(0.1, 99.9).all()
+    pushed = apply_run.pushed[apply_run.node("Score")]
+    assert pushed["unusual_count"] == int(scores["is_unusual"].sum()) > 0
+    assert pushed["unusual_share"] == pushed["unusual_count"] / 10000
+    unusual = as_frame(apply_run.out("Score", 1))
+    assert len(unusual) == 64 and unusual["neg_elbo"].tolist() == sorted(
+        scores["neg_elbo"], reverse=True)[:64]
+    for column in ("input", "reconstruction", "error"):
+        assert all(isinstance(c, PIL.Image.Image) and c.size == (56, 56)
+                   for c in unusual[column]), column
+    assert apply_run.out("Score", 2).startswith(PNG)
+    views = {apply_run.nodes[n].label: c for n, c in apply_run.checked_views.items()}
+    assert views["Scores"] == ["recon", "kl", "digit"]
+    assert views["Most unusual digits"][:3] == ["input", "reconstruction", "error"]
+    # the same numbers from the command line, for the model the main workflow saved
+    out = tmp_path / "scores.csv"
+    proc = subprocess.run([sys.executable, "-m", "vae_core.cli", "score",
+                           str(main_run.folder / "data" / "vae_mnist_model.pt"), "--data-dir",
+                           str(mnist_dir), "--out", str(out), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    cli = read_table(out)
+    for column in ("image_id", "neg_elbo", "recon", "kl", "percentile", "is_unusual"):
+        np.testing.assert_array_equal(cli[column].to_numpy(), scores[column].to_numpy())
+
+
+def test_score_fails_with_one_clear_message_on_bad_input(main_run, apply_run):
+    score = apply_run.nodes[apply_run.node("Score")]
+    record = pickle.loads(main_run.out("Train VAE", 2))
+    old = {k: v for k, v in record.items() if k != "reference_scores"}
+    images = apply_run.out("Load MNIST", 1)
+    no_pixels = Table.from_pandas(as_frame(images).drop(columns="pixel_5").head(20))
+    cases = [({}, old, images, "VAEError: The model has no reference scores"),
+             ({"unusual_quantile": 1.5}, record, images,
+              "ConfigError: Invalid unusual_quantile=1.5: it must be a number strictly between"),
+             ({}, record, no_pixels, "TableError: The input table lacks 1 of the 784 pixel")]
+    for variables, model, table, message in cases:
+        with pytest.raises(NodeExecutionError) as err:
+            run_script_isolated(node_script(score), workflow_dir=apply_run.folder,
+                                flow_variables={**apply_run.variables, **variables},
+                                input_objects=[pickle.dumps(model)], input_tables=[table],
+                                n_out_tables=2, n_out_images=1)
+        assert str(err.value).startswith(f"Execute failed: {message}"), str(err.value)
+        assert "Traceback" not in str(err.value)
+
+
 def test_a_cli_run_feeds_the_apply_workflow_and_a_workflow_model_feeds_the_cli(
         main_run, workspace, mnist_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -2,10 +2,10 @@
 
 Subpackages, one per part of the job (README, "Development", lists every module): ``model``
 (network, loss), ``data`` (sources, splits), ``training`` (loop, checkpoint, resume, rundir,
-jobs, model_file), ``evaluation`` (estimators, run_metrics), ``experiments`` (sweep, repeat,
-claims), ``outputs`` (tables, lab_figures, evaluation_figures, results, report, html_page),
-``nodes`` (steps, experiments: what the KNIME node scripts call). At the top: ``config`` (the settings
-table), ``seeds``, ``files``, ``errors``, ``cli``.
+jobs, model_file), ``evaluation`` (estimators, run_metrics, scores), ``experiments`` (sweep,
+repeat, claims, novelty), ``outputs`` (tables, lab_figures, evaluation_figures, results,
+report, html_page), ``nodes`` (steps, experiments, score: what the KNIME node scripts call). At
+the top: ``config`` (the settings table), ``seeds``, ``files``, ``errors``, ``cli``.
 """
 
 import importlib.util as _util

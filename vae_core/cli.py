@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vae_core.config import RESUME_MAY_CHANGE, SETTINGS, Setting, TrainConfig, load_config_file
+from vae_core.config import (
+    RESUME_MAY_CHANGE,
+    SCORE_SETTINGS,
+    SETTINGS,
+    ScoreConfig,
+    Setting,
+    TrainConfig,
+    load_config_file,
+)
 from vae_core.errors import ConfigError, RunDirError, VAEError
 from vae_core.training import rundir
 
@@ -22,6 +30,7 @@ EXIT_INTERRUPTED = 130
 
 # TrainConfig field -> its flag (every setting has one)
 _FLAGS = {s.name: s.flag for s in SETTINGS}
+_DEVICES = next(s.choices for s in SETTINGS if s.name == "device")
 _RESUME_HELP = (
     "continue the run in --run-dir from its last checkpoint: an interrupted training if there "
     "is one, else the finished run (give a larger --epochs to train it longer). Every setting "
@@ -118,6 +127,16 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                     help="seeds (default 0 1 2)")
     rp.add_argument("--out", default="runs/repeat", help="output folder (default runs/repeat)")
+
+    sc = sub.add_parser("score", parents=[data_opts],
+                        help="how unusual each image is to a model: the Score node's table")
+    sc.add_argument("model", metavar="MODEL_OR_RUN", help="a run folder, its checkpoint.pt or "
+                    "a model file saved by KNIME's Save Model node")
+    sc.add_argument("--table", help="a CSV or Parquet table with pixel_0 ... pixel_783 (default: "
+                    "MNIST's 10,000 test images)")
+    sc.add_argument("--out", required=True, help="the scored table to write (.csv or .parquet)")
+    sc.add_argument("--device", choices=_DEVICES, default="auto", help="default auto")
+    add_setting_flags(sc, SCORE_SETTINGS)
 
     rep = sub.add_parser("report", parents=[data_opts, iw_opts],
                          help="one self-contained HTML report of a run or sweep folder")
@@ -279,6 +298,15 @@ def _cmd_repeat(args: argparse.Namespace) -> None:
     print(f"Tables: {Path(args.out) / 'repeats.csv'}, {Path(args.out) / SUMMARY_FILE}")
 
 
+def _cmd_score(args: argparse.Namespace) -> None:
+    settings = ScoreConfig.from_dict({s.name: getattr(args, s.name) for s in SCORE_SETTINGS
+                                      if getattr(args, s.name) is not None})
+    from vae_core.evaluation.scores import score_command
+
+    print(score_command(args.model, args.out, settings, table=args.table, data_dir=args.data_dir,
+                        device=args.device, log=_log(args.quiet)))
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
     from vae_core.outputs.report import write_report
 
@@ -305,6 +333,8 @@ def _interrupted(args: argparse.Namespace, argv: list[str], before) -> str:
                 f"last). To evaluate {args.run_dir}, run `{again}`.")
     if args.command == "report":
         return f"vae-mnist: interrupted; no report was written. To write it, run `{again}`."
+    if args.command == "score":
+        return f"vae-mnist: interrupted; nothing was written. To score, run `{again}`."
     if args.command == "fetch-data":
         return f"vae-mnist: interrupted. To fetch and verify MNIST, run `{again}`."
     run_dir = Path(args.run_dir)
@@ -341,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
             _cmd_sweep(args)
         elif args.command == "report":
             _cmd_report(args)
+        elif args.command == "score":
+            _cmd_score(args)
         elif args.command == "repeat":
             _cmd_repeat(args)
         else:

@@ -182,6 +182,28 @@ def setting_table(config_class: type = TrainConfig) -> tuple[Setting, ...]:
 # The settings table: every training setting, once.
 SETTINGS = setting_table(TrainConfig)
 
+SCORING = "scoring"  # how a trained model scores images; never part of a training
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Settings of the Score node and ``vae-mnist score`` (a table of their own: they change no
+    trained model, so no run, resume or sweep rule sees them)."""
+
+    unusual_quantile: float = _setting(0.99, SCORING, "an image is unusual when its neg-ELBO is "
+                                       "above this quantile of the model's held-out scores",
+                                       above=0, below=1, knime=True)
+    score_iw_k: int = _setting(0, SCORING, "importance samples k of the L_k score "
+                               "neg_log_lik_k (0: not computed)", minimum=0, knime=True)
+    unusual_rows: int = _setting(64, SCORING, "the most unusual images shown with input, "
+                                 "reconstruction and error map", minimum=0, knime=True)
+
+    __post_init__ = TrainConfig.__post_init__
+    from_dict = classmethod(TrainConfig.from_dict.__func__)
+
+
+SCORE_SETTINGS = setting_table(ScoreConfig)
+
 
 def settings(*groups: str) -> tuple[str, ...]:
     """Names of the settings in ``groups``, in declaration order."""

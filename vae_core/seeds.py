@@ -27,6 +27,9 @@ STREAMS = {
     "roughness": 13,  # image pairs of the interpolation roughness
     "decoder_gain": 14,  # points and directions of the decoder-gain estimate
     "explorer": 15,  # the encoded images the KNIME latent explorer shows with their digits
+    "reference": 16,  # the held-out neg-ELBO distribution stored with a trained model
+    "score": 17,  # one z per image of the neg-ELBO a Score node / `vae-mnist score` gives
+    "score_iw": 18,  # importance samples of the L_k a Score node gives
 }
 
 

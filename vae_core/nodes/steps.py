@@ -197,7 +197,7 @@ def _train(config: TrainConfig, data: MNISTData, log: Callable[[str], None]) -> 
 
     result = train(config, data, progress=False, on_epoch=report)
     counts = {"train_images": len(data.train), "heldout_images": len(data.eval)}
-    record = model_record(result.model, config, result.history, counts)
+    record = model_record(result.model, config, result.history, counts, result.reference)
     loss = tables.loss_table(result.history)
     made_by = {k: v for k, v in config.to_dict().items() if k in LOSS_TABLE_SETTINGS}
     last = result.history[-1]

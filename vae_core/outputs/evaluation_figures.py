@@ -170,3 +170,19 @@ def smoothness_figure(exp: pd.DataFrame) -> Figure:
     fig.suptitle("Higher β: smoother latent paths? less detail?")
     fig.tight_layout()
     return fig
+
+
+def score_figure(neg_elbo: np.ndarray, threshold: float, quantile: float) -> Figure:
+    """Histogram of the scored images' neg-ELBO, with the unusual threshold marked."""
+    fig = new_figure((7, 4))
+    ax = fig.add_subplot()
+    ax.hist(neg_elbo, bins=60, color="#4c72b0")
+    ax.axvline(threshold, color="#c44e52", linestyle="--",
+               label=f"threshold {threshold:.1f} (held-out quantile {quantile:g})")
+    unusual = int((np.asarray(neg_elbo) > threshold).sum())
+    ax.set_title(f"Scores of {len(neg_elbo)} images: {unusual} unusual")
+    ax.set_xlabel("neg-ELBO (nats per image)")
+    ax.set_ylabel("images")
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -24,6 +24,7 @@ from typing import Any
 from vae_core.config import TrainConfig
 from vae_core.data.splits import MNISTData, load_mnist
 from vae_core.errors import CheckpointError, ConfigError, RunDirError
+from vae_core.evaluation.scores import REFERENCE_KEY
 from vae_core.files import atomic_write_text
 from vae_core.outputs import lab_figures, tables
 from vae_core.outputs.results import Outputs, lab_results, write_results
@@ -138,6 +139,7 @@ def import_model(model_file: str | Path, run_dir: str | Path, *, data_dir=None,
             save_checkpoint(stage / CHECKPOINT, {  # last: a failure before it keeps nothing
                 "config": config.to_dict(), "epoch": len(history),
                 "model": trained.record["model"], "imported_from": source,
+                **({} if trained.reference is None else {REFERENCE_KEY: trained.reference}),
                 "history": {c: [r.get(c) for r in history] for c in tables.LOSS_COLUMNS}})
     out.run_dir = run_dir
     return out

@@ -21,6 +21,7 @@ from vae_core.config import TrainConfig
 from vae_core.data.splits import MNISTData
 from vae_core.errors import CheckpointError, ConfigError, TrainingError
 from vae_core.evaluation.estimators import heldout_loss
+from vae_core.evaluation.scores import REFERENCE_KEY, reference_scores
 from vae_core.model.loss import vae_loss
 from vae_core.model.network import VAE
 from vae_core.training.checkpoint import load_checkpoint, save_checkpoint
@@ -35,6 +36,7 @@ class TrainResult:
     model: VAE
     config: TrainConfig
     history: list[dict] = field(default_factory=list)
+    reference: dict | None = None  # the held-out neg-ELBO quantiles (evaluation.scores)
 
 
 def _mps_available() -> bool:
@@ -148,6 +150,7 @@ def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None
     # stop at the first non-finite step loss; on a GPU only once per epoch (no sync per step)
     per_step_check = device.type == "cpu"
     bar = _progress(config.epochs, len(history), progress)
+    reference = None
     try:
         for epoch in range(len(history) + 1, config.epochs + 1):
             started = time.perf_counter()
@@ -180,16 +183,24 @@ def train(config: TrainConfig, data: MNISTData, *, checkpoint: str | Path | None
                    "train_kl": means[2], "test_loss": held["loss"], "test_recon": held["recon"],
                    "test_kl": held["kl"], "seconds": time.perf_counter() - started}
             history.append(row)
+            if epoch == config.epochs:  # own noise stream: the training streams are untouched
+                reference = reference_scores(model, eval_x, config.seed)
             if checkpoint is not None:
                 save_checkpoint(checkpoint, _state(config, epoch, model, optimizer, shuffle_gen,
-                                                   noise_gen, history))
+                                                   noise_gen, history, reference))
             if on_epoch is not None:
                 on_epoch(row)
             bar.set_postfix(train=f"{row['train_loss']:.2f}", test=f"{row['test_loss']:.2f}")
             bar.update(1)
     finally:
         bar.close()
-    return TrainResult(model=model.eval(), config=config, history=history)
+    if reference is None:  # nothing left to train (a finished run resumed): add them if missing
+        reference = reference_scores(model, eval_x, config.seed)
+        if checkpoint is not None and Path(checkpoint).is_file():
+            state = load_checkpoint(checkpoint)
+            if state.get(REFERENCE_KEY) != reference:
+                save_checkpoint(checkpoint, {**state, REFERENCE_KEY: reference})
+    return TrainResult(model=model.eval(), config=config, history=history, reference=reference)
 
 
 def _lr_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float] | None:
@@ -212,10 +223,13 @@ def _check_finite(loss: float, epoch: int, config: TrainConfig, checkpoint) -> N
 
 
 def _state(config: TrainConfig, epoch: int, model: VAE, optimizer: torch.optim.Optimizer,
-           shuffle_gen: torch.Generator, noise_gen: torch.Generator, history: list[dict]) -> dict:
-    """Everything needed to continue bit-identically, as tensors and plain data (on the CPU)."""
+           shuffle_gen: torch.Generator, noise_gen: torch.Generator, history: list[dict],
+           reference: dict | None = None) -> dict:
+    """Everything needed to continue bit-identically, as tensors and plain data (on the CPU);
+    after the last epoch also the model's reference scores."""
     opt = optimizer.state_dict()
-    return {
+    extra = {} if reference is None else {REFERENCE_KEY: reference}
+    return {**extra,
         "config": config.to_dict(), "epoch": epoch,
         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "optimizer": {"state": {i: {k: v.detach().cpu().clone() for k, v in st.items()}

@@ -23,6 +23,7 @@ import torch
 
 from vae_core.config import TrainConfig
 from vae_core.errors import CheckpointError, ConfigError, VAEError
+from vae_core.evaluation.scores import REFERENCE_KEY, Reference
 from vae_core.files import atomic_write_bytes
 from vae_core.model.network import VAE
 from vae_core.outputs.tables import LOSS_COLUMNS, loss_table
@@ -36,13 +37,18 @@ _RETRAIN = "Re-run the Train VAE node (or Load Model) to get a fresh model."
 
 
 def model_record(model: VAE, config: TrainConfig, history: list[dict[str, Any]],
-                 data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The plain-data form of a trained model (weights copied to the CPU)."""
+                 data: dict[str, Any] | None = None, reference: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """The plain-data form of a trained model (weights copied to the CPU), with its reference
+    scores (:mod:`vae_core.evaluation.scores`) when it has them."""
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     rows = [{c: row[c] for c in LOSS_COLUMNS if c in row} for row in history]
-    return {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "summary": _summary(config.to_dict(), rows), "config": config.to_dict(),
-            "model": weights, "history": rows, "data": dict(data or {})}
+    record = {"format": FORMAT, "format_version": FORMAT_VERSION,
+              "summary": _summary(config.to_dict(), rows), "config": config.to_dict(),
+              "model": weights, "history": rows, "data": dict(data or {})}
+    if reference is not None:
+        record[REFERENCE_KEY] = reference
+    return record
 
 
 def _summary(config: dict[str, Any], history: list[dict[str, Any]]) -> str:
@@ -84,11 +90,17 @@ class TrainedVAE:
         if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
             raise CheckpointError(f"The {what}'s loss history is damaged. {_RETRAIN}")
         model = model_from_state({"config": config.to_dict(), "model": weights}, f"the {what}")
+        Reference.from_data(obj.get(REFERENCE_KEY), f"the {what}")  # damaged: one clear error
         return cls(obj, model)
 
     @property
     def config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.record["config"], source="the model")
+
+    @property
+    def reference(self) -> dict[str, Any] | None:
+        """The held-out neg-ELBO quantiles (None: a model from before they were stored)."""
+        return self.record.get(REFERENCE_KEY)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -196,5 +208,5 @@ def _record_from_checkpoint(path: Path) -> TrainedVAE:
         raise CheckpointError(f"Checkpoint {path} has a damaged loss history ({exc}).") from None
     model = model_from_state(state, path)
     record = model_record(model, config_of(state, path), rows,
-                          {"from": f"vae-mnist checkpoint {path}"})
+                          {"from": f"vae-mnist checkpoint {path}"}, state.get(REFERENCE_KEY))
     return TrainedVAE(record, model)
