@@ -194,7 +194,12 @@ def test_leave_one_digit_out_on_a_tiny_configuration(tmp_path, mnist_dir):
     table = read_table(out / "novelty.csv")
     assert list(table["digit"]) == [0, 1] and (table["seeds"] == 2).all()
     md = (out / "novelty.md").read_text()
-    assert "| 0 | " in md and "Calibration" in md and "<table" in (out / "novelty.html").read_text()
+    assert "| 0 | " in md and "Calibration" in md
+    page = (out / "novelty.html").read_text()
+    assert page.count("<table") == 3 and "Leave-one-digit-out" in page
+    from vae_core.outputs.report import write_report
+
+    assert write_report(out).read_text() == page  # `vae-mnist report` of the benchmark folder
     marks = {p.name: p.read_text() for p in (out / "results").iterdir()}
     logs.clear()
     run_novelty(out, base, digits=[0, 1], seeds=[0, 1], iw_k=3, data_dir=mnist_dir,

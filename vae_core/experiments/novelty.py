@@ -34,7 +34,7 @@ from vae_core.evaluation.scores import (
     score_images,
 )
 from vae_core.files import atomic_write_text
-from vae_core.outputs import html_page
+from vae_core.outputs.report import novelty_report
 from vae_core.training.jobs import run_training
 from vae_core.training.rundir import (
     finished_checkpoint,
@@ -218,13 +218,7 @@ def write_results(out_dir: Path, runs: pd.DataFrame, spec: dict) -> None:
     write_table(summary(runs), out_dir / "novelty.csv")
     write_table(calibration(runs), out_dir / "novelty_calibration.csv")
     atomic_write_text(out_dir / "novelty.md", markdown(runs, spec))
-    body = ["<h2>Per digit (mean and sd over seeds)</h2>",
-            html_page.table_html(summary(runs), "novelty", "novelty.csv"),
-            "<h2>Calibration</h2>",
-            html_page.table_html(calibration(runs), "calibration", "novelty_calibration.csv"),
-            "<h2>Every run</h2>", html_page.table_html(runs, "runs", "novelty_runs.csv")]
-    atomic_write_text(out_dir / "novelty.html",
-                      html_page.page("Leave-one-digit-out novelty detection", body))
+    atomic_write_text(out_dir / "novelty.html", novelty_report(out_dir))
 
 
 def publish(out_dir: str | Path, results_dir: str | Path) -> list[Path]:

@@ -285,15 +285,35 @@ def _repeats_section(repeats_dir: Path) -> list[str]:
     return body
 
 
+def novelty_report(out_dir: Path) -> str:
+    """The leave-one-digit-out benchmark's page: per digit (mean and sd over seeds), the
+    calibration of the unusual threshold, every run (tables written by experiments.novelty)."""
+    body = ["<p>For each digit d, a VAE trained without d scores MNIST's test set; AUROC and "
+            "AUPRC say how well each score tells d from the digits seen in training. The PCA "
+            "baseline is the reconstruction error with as many components as the latent size, "
+            "measured in the same run.</p>",
+            "<h2>Per digit (mean and sd over seeds)</h2>",
+            table_html(read_table(out_dir / "novelty.csv"), "novelty", "novelty.csv"),
+            "<h2>Calibration</h2>",
+            table_html(read_table(out_dir / "novelty_calibration.csv"), "calibration",
+                       "novelty_calibration.csv"),
+            "<h2>Every run</h2>",
+            table_html(read_table(out_dir / "novelty_runs.csv"), "runs", "novelty_runs.csv")]
+    return page("Leave-one-digit-out novelty detection", body)
+
+
 # ----------------------------------------------------------------------------- entry point
 def build_report(folder: str | Path) -> str:
-    """The HTML of a sweep folder (has sweep.json) or a run folder (has config.json)."""
+    """The HTML of a sweep folder (has sweep.json), a novelty benchmark folder (has
+    novelty_runs.csv) or a run folder (has config.json)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise RunDirError(f"{folder} is not a folder. Give a run folder (from `vae-mnist run`) "
                           "or a sweep folder (from `vae-mnist sweep`).")
     if (folder / "sweep.json").is_file():
         return sweep_report(folder)
+    if (folder / "novelty_runs.csv").is_file():
+        return novelty_report(folder)
     if (folder / "config.json").is_file():
         return run_report(folder)
     raise RunDirError(f"{folder} holds neither a run (config.json) nor a sweep (sweep.json). "
