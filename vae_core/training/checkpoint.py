@@ -83,19 +83,24 @@ def _globals_named(path: Path) -> str | None:
                 data = archive.read(pickles[0]) if pickles else b""
     except (OSError, zipfile.BadZipFile, IndexError, KeyError, RuntimeError):
         return None
-    stream, names = io.BytesIO(data), []
-    while stream.tell() < len(data) and len(names) < 100:
+    stream, names, complete = io.BytesIO(data), [], 0
+    while stream.tell() < len(data) and complete < 8:  # a legacy file: pickles, then raw data
+        found: list[str] = []
         try:
             strings: list[str] = []
             for op, arg, _ in pickletools.genops(stream):
                 if isinstance(arg, str):
                     strings.append(arg)
                 if op.name == "GLOBAL" or op.name == "INST":
-                    names.append(str(arg).replace(" ", "."))
+                    found.append(str(arg).replace(" ", "."))
                 elif op.name == "STACK_GLOBAL":
-                    names.append(".".join(strings[-2:]) if len(strings) >= 2 else "?")
+                    found.append(".".join(strings[-2:]) if len(strings) >= 2 else "?")
         except Exception:  # noqa: BLE001 - not a well-formed pickle: damaged, not dangerous
-            return None
+            if not complete:
+                return None
+            break  # the raw tensor data after a legacy file's pickles
+        names += found
+        complete += 1
     unique = [n for n in dict.fromkeys(names) if n not in _allowed_globals()]
     if not unique:  # only what torch's safe loader allows: the failure was damage, not code
         return None
