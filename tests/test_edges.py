@@ -203,6 +203,18 @@ def test_load_model_in_knime_names_the_workflow_variable(tmp_path):
     assert _one_line(err.value).endswith("or check the workflow variable model_path.")
 
 
+def test_a_missing_mnist_folder_in_knime_names_the_workflow_variable(tmp_path):
+    from vae_core.nodes.steps import load_mnist_step
+
+    missing = tmp_path / "nowhere"
+    with pytest.raises(VAEError) as err:
+        load_mnist_step(params_from_flow_variables({"data_dir": str(missing)}))
+    assert _one_line(err.value) == (
+        f"MNIST folder {missing} does not exist. Point the workflow variable data_dir / "
+        "VAE_MNIST_DIR at the folder holding the four MNIST IDX files (.gz or decompressed).")
+    assert not missing.exists()
+
+
 def test_blank_or_holed_grid_lists_are_refused():
     for variables, words in (({"latent_dims": ""}, "latent_dims is empty."),
                              ({"latent_dims": " , "}, "latent_dims is empty."),

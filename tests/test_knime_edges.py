@@ -22,7 +22,7 @@ from knime_runner import NodeExecutionError, Table, run_script  # noqa: E402
 from vae_core.training.checkpoint import save_checkpoint  # noqa: E402
 
 NODES = Path(__file__).resolve().parent.parent / "nodes"
-PORTS = {"load_model": (1, 0, 1), "save_model": (1, 0, 0), "encode": (2, 1, 0),
+PORTS = {"load_mnist": (3, 1, 0), "load_model": (1, 0, 1), "save_model": (1, 0, 0), "encode": (2, 1, 0),
          "train_vae": (1, 1, 1), "generate": (1, 1, 0), "experiments": (2, 3, 0)}
 
 
@@ -129,6 +129,12 @@ def test_experiments_node_names_its_workflow_variables(folder):
                                              "sweep_dir": "f/sweep"})
     assert message.endswith("is a file, not a folder. Choose another location, or move that "
                             "file away (the workflow variable sweep_dir).") and "--" not in message
+
+
+def test_load_mnist_node_names_the_data_dir_variable(folder):
+    message = _fails("load_mnist", folder, {"data_dir": str(folder / "nowhere")})
+    assert message.startswith("Execute failed: DataError: MNIST folder ") and \
+        "Point the workflow variable data_dir / VAE_MNIST_DIR at" in message and "--" not in message
 
 
 def test_repeated_column_names_cannot_reach_a_node():

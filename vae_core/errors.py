@@ -47,7 +47,8 @@ class WriteError(VAEError):
 # ----------------------------------------------------------------------------- wording
 # How the user names each path in messages. The CLI's flags by default; a KNIME node step names
 # its workflow variable instead (:func:`named_by`), so the same check speaks both languages.
-CLI_NAMES = {"run_dir": "--run-dir", "out": "--out", "model": "the model file argument"}
+CLI_NAMES = {"run_dir": "--run-dir", "out": "--out", "model": "the model file argument",
+             "data_dir": "--data-dir"}
 _NAMES: ContextVar[dict[str, str]] = ContextVar("vae_core_names", default=CLI_NAMES)
 
 

@@ -89,7 +89,8 @@ LOSS_TABLE_SETTINGS = settings(ARCHITECTURE, OBJECTIVE, OPTIMISATION, SEED)
 # How a node's messages name the paths the user sets: the workflow variables, not CLI flags.
 KNIME_NAMES = {"run_dir": "the workflow variable sweep_dir",
                "out": "the workflow variable sweep_dir",
-               "model": "the workflow variable model_path"}
+               "model": "the workflow variable model_path",
+               "data_dir": "the workflow variable data_dir"}
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
