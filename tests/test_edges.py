@@ -96,6 +96,23 @@ def test_save_model_never_replaces_a_run_checkpoint(knime_model, tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_save_model_replaces_a_broken_model_file_only_with_overwrite(knime_model, tmp_path):
+    path = tmp_path / "m.pt"
+    nan = dict(knime_model, model={k: v * float("nan") for k, v in knime_model["model"].items()})
+    torch.save(nan, path)
+    before = snapshot(tmp_path)
+    with pytest.raises(CheckpointError) as err:
+        save_model_step(knime_model, params_from_flow_variables({"model_path": "m.pt"}),
+                        str(tmp_path))
+    message = _one_line(err.value)
+    assert message.startswith(f"{path} holds a model that cannot be used: The model in it holds "
+                              "non-finite weights") and "overwrite_model to 1" in message
+    assert snapshot(tmp_path) == before
+    again = params_from_flow_variables({"model_path": "m.pt", "overwrite_model": 1})
+    assert save_model_step(knime_model, again, str(tmp_path))["status"].tolist() == ["replaced"]
+    assert sorted(snapshot(tmp_path)) == ["m.pt"]
+
+
 def test_save_model_into_a_path_through_a_file(knime_model, tmp_path):
     (tmp_path / "notes").write_text("x")
     before = snapshot(tmp_path)

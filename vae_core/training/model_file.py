@@ -142,40 +142,39 @@ def save_model_file(path: str | Path, trained: TrainedVAE, *, overwrite: bool = 
     status = "written"
     if path.exists():
         old = _saved_model(path)
-        if old.same_model(trained):
+        if isinstance(old, TrainedVAE) and old.same_model(trained):
             return "unchanged"
         if not overwrite:
+            held = (f"already holds a different model ({old.record['summary']}); it was"
+                    if isinstance(old, TrainedVAE) else f"holds a model that cannot be used: {old}"
+                    " It was")
             raise CheckpointError(
-                f"{path} already holds a different model ({old.record['summary']}); it was left "
-                "untouched. Set the workflow variable overwrite_model to 1 to replace it, or "
-                "choose another model_path.")
+                f"{path} {held} left untouched. Set the workflow variable overwrite_model to 1 "
+                "to replace it, or choose another model_path.")
         status = "replaced"
     atomic_write_bytes(path, _file_bytes(trained.record))
     return status
 
 
-def _saved_model(path: Path) -> TrainedVAE:
-    """The model of an existing Save Model file at ``path``; anything else there (a run's
-    checkpoint, a damaged file, another program's file) is never to be replaced."""
-    try:
-        state = _read(path)
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise CheckpointError("not a Save Model file")
-        return TrainedVAE.from_record(state, f"model file {path}")
-    except VAEError:
-        what = ("a vae-mnist run's checkpoint (its optimizer and random states would be lost)"
-                if _is_checkpoint(path) else "not a model file written by Save Model")
-        raise CheckpointError(f"{path} exists and is {what}; it was left untouched, whatever "
-                              "overwrite_model says. Choose another model_path, or move that file "
-                              "away.") from None
-
-
-def _is_checkpoint(path: Path) -> bool:
+def _saved_model(path: Path) -> TrainedVAE | str:
+    """The model of the Save Model file at ``path``, or why that file's model is unusable.
+    Anything else there (a run's checkpoint, another program's file, an unreadable file) is
+    never to be replaced: one :class:`CheckpointError`."""
     try:
         state = _read(path)
     except VAEError:
-        return False
-    return isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
+        state = None
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        try:
+            return TrainedVAE.from_record(state, "model in it")
+        except VAEError as exc:
+            return str(exc)  # e.g. non-finite weights: replaced only with overwrite_model
+    what = ("a vae-mnist run's checkpoint (its optimizer and random states would be lost)"
+            if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
+            else "not a model file written by Save Model")
+    raise CheckpointError(f"{path} exists and is {what}; it was left untouched, whatever "
+                          "overwrite_model says. Choose another model_path, or move that file "
+                          "away.")
 
 
 def _read(path: Path) -> Any:
