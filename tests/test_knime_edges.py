@@ -90,6 +90,24 @@ def test_save_model_node_never_replaces_a_checkpoint_or_writes_through_a_file(re
                        "location, or move that file away.")
 
 
+def test_save_model_node_in_a_read_only_folder_names_the_model_path(record, folder,
+                                                                    monkeypatch):
+    """The node runs in this process, so the operating system's refusal can be staged: the
+    error it raises names the hidden temporary file; the node's message names model_path."""
+    import errno
+
+    import vae_core.files as files
+
+    def refuse(*_a, dir=None, **_k):  # noqa: A002 - mkstemp's own argument name
+        raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/.m.pt.x1y2.tmp")
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
+    message = _fails("save_model", folder, {"model_path": "m.pt"}, objects=[record])
+    assert message == (f"Execute failed: WriteError: Cannot write {folder / 'data' / 'm.pt'}: "
+                       f"{folder / 'data'} is not writable (permission denied). Give yourself "
+                       "write access to it, or choose a folder you can write to.")
+
+
 def test_generate_node_refuses_a_model_with_non_finite_weights(record, folder):
     nan = dict(record, model={k: v * float("nan") for k, v in record["model"].items()})
     assert NON_FINITE in _fails("generate", folder, {}, objects=[nan])
