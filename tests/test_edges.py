@@ -59,6 +59,23 @@ def test_every_bad_model_file_is_one_clear_error_that_says_which_problem(knime_m
     assert snapshot(tmp_path) == before
 
 
+def test_an_unreadable_model_file_is_not_called_damaged(knime_model, tmp_path, monkeypatch):
+    import vae_core.training.checkpoint as checkpoint
+
+    path = tmp_path / "m.pt"
+    torch.save(knime_model, path)
+
+    def refuse(*_a, **_k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoint.torch, "load", refuse)
+    with pytest.raises(CheckpointError) as err:
+        load_model_step(params_from_flow_variables({"model_path": "m.pt"}), str(tmp_path))
+    assert _one_line(err.value) == (f"Cannot read model file {path}: Permission denied. Give "
+                                    "yourself read access to it, or copy it somewhere you can "
+                                    "read it.")
+
+
 def test_every_bad_table_is_one_clear_error(knime_model):
     for name, _, table, words in tables():
         with pytest.raises(VAEError) as err:

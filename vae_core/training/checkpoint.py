@@ -43,6 +43,9 @@ def read_torch_file(path: Path, kind: str) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file breaks the unpickler in many ways (KeyError, ...)
         problem = exc
+    if isinstance(problem, PermissionError):
+        raise CheckpointError(f"Cannot read {kind} {path}: {problem.strerror}. Give yourself "
+                              "read access to it, or copy it somewhere you can read it.")
     code = _globals_named(path) if isinstance(problem, pickle.UnpicklingError) else None
     if code:
         raise CheckpointError(
