@@ -180,7 +180,7 @@ def test_save_model_never_silently_replaces_a_different_model(knime_model, tmp_p
     assert load_model_file(path).same_model(TrainedVAE.from_record(knime_model))
     foreign = tmp_path / "notes.pt"
     foreign.write_bytes(b"my notes")
-    with pytest.raises(CheckpointError, match="not a vae-mnist model file; it was left untouched"):
+    with pytest.raises(CheckpointError, match="not a model file written by Save Model; it was left"):
         save_model_step(knime_model, params_from_flow_variables(
             {"model_path": str(foreign), "overwrite_model": 1}), str(tmp_path))
     assert foreign.read_bytes() == b"my notes"

@@ -236,12 +236,12 @@ def test_experiment_variables_are_validated():
     assert (p.latent_dims, p.betas, p.iw_k, p.iw_images, p.sweep_dir) == \
         ((2, 20), (1.0, 4.0), 5, 7, "sweep")
     assert p.base.config.epochs == 3
+    assert sweep_params_from_flow_variables({}).betas == (0.5, 1.0, 2.0, 4.0)  # absent: the lab's
     for variables, message in [({"latent_dims": "2,x"}, "latent_dims must be a comma-separated"),
-                               ({"betas": ""}, None), ({"iw_k": 0}, "iw_k must be an integer"),
+                               ({"betas": ""}, "betas is empty"),
+                               ({"latent_dims": "2,,5"}, "has an empty item"),
+                               ({"iw_k": 0}, "iw_k must be an integer"),
                                ({"sweep_dir": " "}, "sweep_dir must be a folder")]:
-        if message is None:  # empty = the lab's default grid
-            assert sweep_params_from_flow_variables(variables).betas == (0.5, 1.0, 2.0, 4.0)
-            continue
         with pytest.raises(ConfigError, match=message) as err:
             sweep_params_from_flow_variables(variables)
         assert "-workflow.variable" in str(err.value)

@@ -1,5 +1,6 @@
 """Interruptions and output failures never lose results (RELIABILITY.md lists every case)."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from vae_core.config import TrainConfig
-from vae_core.errors import ConfigError, RunDirError
+from vae_core.errors import ConfigError, RunDirError, WriteError
 from vae_core.outputs import tables
 from vae_core.training import rundir
 from vae_core.training.checkpoint import load_checkpoint
@@ -60,11 +61,13 @@ def test_failed_table_write_keeps_previous_version(tmp_path, monkeypatch):
 
     def half_written(self, fh, **_kw):
         fh.write(b"a\n9\n")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device", str(fh.name))
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_written)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError) as caught:
         tables.write_table(pd.DataFrame({"a": [3]}), path)
+    assert str(caught.value) == (f"Cannot write {path}: the disk is full (no space left on "
+                                 "device). Free some space, or choose a folder on another disk.")
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["loss.csv"]
 

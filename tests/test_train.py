@@ -110,7 +110,7 @@ def test_checkpoint_truncated_and_newer_version(three_epochs, tmp_path):
     _, _, path = three_epochs
     cut = tmp_path / "cut.pt"
     cut.write_bytes(path.read_bytes()[:2000])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(CheckpointError, match="is not a vae-mnist checkpoint: it is damaged, truncated"):
         ckpt_mod.load_checkpoint(cut)
     state = ckpt_mod.load_checkpoint(path)
     newer = tmp_path / "newer.pt"

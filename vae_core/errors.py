@@ -5,6 +5,12 @@ is raised as a :class:`VAEError` subclass with one message that says what is wro
 do. The CLI prints that message without a traceback; a KNIME node fails with it.
 """
 
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 
 class VAEError(Exception):
     """A user-facing error: the message names the problem and the fix."""
@@ -32,3 +38,30 @@ class RunDirError(VAEError):
 
 class TableError(VAEError):
     """An input table does not have the expected columns or values."""
+
+
+class WriteError(VAEError):
+    """A file or folder cannot be written: no permission, a file in the way, a full disk."""
+
+
+# ----------------------------------------------------------------------------- wording
+# How the user names each path in messages. The CLI's flags by default; a KNIME node step names
+# its workflow variable instead (:func:`named_by`), so the same check speaks both languages.
+CLI_NAMES = {"run_dir": "--run-dir", "out": "--out", "model": "the model file argument",
+             "data_dir": "--data-dir"}
+_NAMES: ContextVar[dict[str, str]] = ContextVar("vae_core_names", default=CLI_NAMES)
+
+
+def option(key: str) -> str:
+    """How the user sets the path ``key`` ("run_dir", "out", "model") where the code runs now."""
+    return _NAMES.get()[key]
+
+
+@contextlib.contextmanager
+def named_by(**names: str) -> Iterator[None]:
+    """Within the block, messages name each path by ``names`` (e.g. a workflow variable)."""
+    token = _NAMES.set({**_NAMES.get(), **names})
+    try:
+        yield
+    finally:
+        _NAMES.reset(token)

@@ -21,8 +21,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from vae_core.errors import DataError
-from vae_core.files import atomic_open, atomic_write_text
+from vae_core.errors import DataError, option
+from vae_core.files import atomic_open, atomic_write_text, os_problem
 
 ENV_DATA_DIR = "VAE_MNIST_DIR"
 ENV_DATA_HOME = "VAE_MNIST_HOME"
@@ -151,17 +151,18 @@ def _verify_torchvision_root(root: Path) -> None:
 def _install_from_folder(folder: Path, home: Path) -> Path:
     """Verify the files in a user folder; return a torchvision root that holds them decompressed."""
     if not folder.exists():
-        raise DataError(f"MNIST folder {folder} does not exist. Point --data-dir / {ENV_DATA_DIR} "
-                        "at the folder holding the four MNIST IDX files (.gz or decompressed).")
+        raise DataError(f"MNIST folder {folder} does not exist. Point {option('data_dir')} / "
+                        f"{ENV_DATA_DIR} at the folder holding the four MNIST IDX files (.gz or "
+                        "decompressed).")
     if not folder.is_dir():
-        raise DataError(f"{folder} is a file, not a folder. Point --data-dir / {ENV_DATA_DIR} at "
-                        "the folder that holds the four MNIST IDX files.")
+        raise DataError(f"{folder} is a file, not a folder. Point {option('data_dir')} / "
+                        f"{ENV_DATA_DIR} at the folder that holds the four MNIST IDX files.")
     found = _locate(folder)
     missing = [n for n in FILES if n not in found]
     if missing:
         raise DataError(f"MNIST folder {folder} lacks {', '.join(missing)} (plain or .gz). Place "
-                        "all four IDX files there, or run `vae-mnist fetch-data` without "
-                        "--data-dir to fetch them.")
+                        f"all four IDX files there, or leave {option('data_dir')} unset to fetch "
+                        "them into the cache.")
     if all(found[n] == raw_dir(folder) / n for n in FILES):
         _verify_torchvision_root(folder)  # already usable in place, nothing to copy
         return folder
@@ -323,8 +324,8 @@ def prepare_mnist(data_dir: str | os.PathLike | None = None, *, download: bool =
             home.mkdir(parents=True, exist_ok=True)
             staging_dir = tempfile.mkdtemp(prefix=".fetch-", dir=home)
         except OSError as exc:
-            raise DataError(f"Cannot write the MNIST cache {home}: {exc.strerror}. Set "
-                            f"{ENV_DATA_HOME} to a writable folder.") from None
+            raise DataError(f"Cannot write the MNIST cache {home}: {os_problem(home, exc)[0]}. "
+                            f"Set {ENV_DATA_HOME} to a writable folder.") from None
         staging = Path(staging_dir)
         try:
             say(f"fetching MNIST: {source} ...")
@@ -340,5 +341,6 @@ def prepare_mnist(data_dir: str | os.PathLike | None = None, *, download: bool =
         "Could not obtain MNIST: " + "; ".join(reasons) + f". The cache {raw_dir(home)} was left "
         "unchanged. Retry `vae-mnist fetch-data`, or download the four files "
         "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-        f"t10k-labels-idx1-ubyte.gz into a folder and set {ENV_DATA_DIR} (or --data-dir) to it."
+        f"t10k-labels-idx1-ubyte.gz into a folder and set {ENV_DATA_DIR} (or "
+        f"{option('data_dir')}) to it."
     )

@@ -73,12 +73,19 @@ def load_mnist(config, data_dir: str | os.PathLike | None = None, *, download: b
         held = binarize_split(held, config.seed)
     train = train.subset(config.train_limit)
     held = held.subset(config.eval_limit)
-    if config.batch_size > len(train):
+    check_batch_size(config, len(train))
+    return MNISTData(train=train, eval=held)
+
+
+def check_batch_size(config, n_train: int, what: str = "the training set") -> None:
+    """Refuse a batch larger than the training images of ``config`` (a :class:`TrainConfig`):
+    every epoch would be one short batch."""
+    if config.batch_size > n_train:
         from vae_core.errors import ConfigError
 
-        raise ConfigError(f"batch_size={config.batch_size} is larger than the training set "
-                          f"({len(train)} images). Use a batch size of at most {len(train)}.")
-    return MNISTData(train=train, eval=held)
+        raise ConfigError(f"batch_size={config.batch_size} is larger than {what}, which holds "
+                          f"{n_train} images. Use a batch size of at most {n_train}, or more "
+                          "images.")
 
 
 def binarize_split(split: Split, seed: int) -> Split:

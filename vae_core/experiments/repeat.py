@@ -24,7 +24,7 @@ from vae_core.config import (
     settings,
 )
 from vae_core.data.splits import load_mnist
-from vae_core.errors import ConfigError, RunDirError
+from vae_core.errors import ConfigError, RunDirError, named_by, option
 from vae_core.evaluation import estimators
 from vae_core.files import atomic_write_text
 from vae_core.outputs.tables import read_table, write_table
@@ -53,7 +53,8 @@ def run_repeats(out_dir: str | Path, base: TrainConfig, latent_dims: Sequence[in
         raise ConfigError("Give at least one latent size and one seed.")
     if len(set(seeds)) != len(seeds) or len(set(latent_dims)) != len(latent_dims):
         raise ConfigError("Latent sizes and seeds must not repeat.")
-    out_dir = prepare_run_dir(out_dir)
+    with named_by(run_dir=option("out")):
+        out_dir = prepare_run_dir(out_dir)
     recipe = {k: getattr(base, k) for k in RECIPE_SETTINGS}
     with run_lock(out_dir):
         _check_spec(out_dir, recipe)
@@ -125,7 +126,8 @@ def _read_runs(out_dir: Path) -> pd.DataFrame:
     except (OSError, ValueError) as exc:
         raise RunDirError(f"{path} is unreadable ({exc}). Delete it to start again.") from None
     if list(runs.columns) != RUN_COLUMNS:
-        raise RunDirError(f"{path} is not a table of repeated runs. Use another --out folder.")
+        raise RunDirError(f"{path} is not a table of repeated runs. Use another folder "
+                          f"({option('out')}).")
     return runs
 
 
@@ -136,9 +138,11 @@ def _check_spec(out_dir: Path, recipe: dict) -> None:
     try:
         old = dict(json.loads(path.read_text())["recipe"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise RunDirError(f"{path} is unreadable. Restore it, or use another --out folder.") from None
+        raise RunDirError(f"{path} is unreadable. Restore it, or use another folder "
+                          f"({option('out')}).") from None
     # a setting added later reads as its default in folders written before it existed
     diffs = differences(old, recipe, RECIPE_SETTINGS)
     if diffs:
         raise RunDirError(f"Folder {out_dir} holds repeats of another recipe ("
-                          + "; ".join(diffs) + "). Use the same settings, or another --out folder.")
+                          + "; ".join(diffs) + "). Use the same settings, or another folder "
+                          f"({option('out')}).")

@@ -32,7 +32,7 @@ import pandas as pd
 
 from vae_core.config import RESULT_SETTINGS, SWEEP_SHARED, TrainConfig, differences
 from vae_core.data.splits import MNISTData, load_mnist
-from vae_core.errors import CheckpointError, ConfigError, RunDirError
+from vae_core.errors import CheckpointError, ConfigError, RunDirError, named_by, option
 from vae_core.evaluation import estimators
 from vae_core.evaluation.run_metrics import (
     DEFAULT_IW_IMAGES,
@@ -106,7 +106,8 @@ def _check_sweep_file(out_dir: Path, spec: dict) -> None:
         old = json.loads(path.read_text())
         saved = dict(old.get("shared", {}))
     except (OSError, ValueError, TypeError, AttributeError):
-        raise RunDirError(f"{path} is unreadable. Restore it, or use another --out folder.") from None
+        raise RunDirError(f"{path} is unreadable. Restore it, or use another folder "
+                          f"({option('out')}).") from None
     # a setting added later reads as its default in folders written before it existed
     diffs = differences(saved, spec["shared"], SWEEP_SHARED)
     diffs += [f"{k}: {old.get(k)!r} before, {spec[k]!r} now" for k in ("iw_k", "iw_images")
@@ -114,7 +115,7 @@ def _check_sweep_file(out_dir: Path, spec: dict) -> None:
     if diffs:
         raise RunDirError(f"Sweep folder {out_dir} holds a sweep with other settings ("
                           + "; ".join(diffs) + "). Resume it with the same settings, or use "
-                          "another --out folder.")
+                          f"another folder ({option('out')}).")
 
 
 def _finished(cfg_dir: Path, config: TrainConfig) -> dict | None:
@@ -149,6 +150,15 @@ def run_sweep(out_dir: str | Path, base: TrainConfig | None = None, *,
     if iw_k < 1 or iw_images < 1:
         raise ConfigError("iw_k and iw_images must be integers >= 1.")
     configs = grid(base, latent_dims, betas)
+    with named_by(run_dir=option("out")):  # the sweep's folders are the user's --out
+        return _run_sweep(Path(out_dir), base, configs, latent_dims, betas, data_dir, iw_k,
+                          iw_images, progress, log, lab_outputs, figures, on_config_done)
+
+
+def _run_sweep(out_dir: Path, base: TrainConfig, configs: list[TrainConfig],
+               latent_dims: Sequence[int], betas: Sequence[float], data_dir, iw_k: int,
+               iw_images: int, progress: bool, log: Callable[[str], None], lab_outputs: bool,
+               figures: bool, on_config_done: Callable[[str], None] | None) -> SweepResult:
     out_dir = prepare_run_dir(out_dir)
     spec = {"latent_dims": list(latent_dims), "betas": [float(b) for b in betas],
             "shared": {k: getattr(base, k) for k in SWEEP_SHARED}, "iw_k": iw_k,

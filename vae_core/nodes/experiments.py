@@ -14,7 +14,7 @@ import pandas as pd
 from vae_core.errors import ConfigError
 from vae_core.evaluation.run_metrics import DEFAULT_IW_IMAGES, DEFAULT_IW_K
 from vae_core.experiments.sweep import DEFAULT_BETAS, DEFAULT_LATENTS, run_sweep
-from vae_core.nodes.steps import HINT, NodeParams, params_from_flow_variables
+from vae_core.nodes.steps import HINT, NodeParams, knime_step, params_from_flow_variables
 
 # Variables of the experiments workflow beyond the training ones: the grid and the evaluation.
 EXPERIMENT_VARIABLES = ("latent_dims", "betas", "iw_k", "iw_images", "sweep_dir")
@@ -43,15 +43,24 @@ class ExperimentsOutput(NamedTuple):
 SWEEP_FIGURES = ("tradeoff", "metrics_vs_latent", "kl_per_dim")
 
 
-def _number_list(name: str, value: Any, cast: Callable[[str], Any]) -> tuple:
+def _number_list(name: str, value: Any, cast: Callable[[str], Any], default: tuple) -> tuple:
+    """A comma-separated list; absent = ``default``. Blank, an empty item ("2,,5") or a
+    non-number is refused rather than guessed (a blank would silently run the whole grid)."""
+    if value is None:
+        return default
+    items = [v.strip() for v in str(value).split(",")]
+    example = ",".join(f"{v:g}" for v in default)
+    if not any(items):
+        raise ConfigError(f"{name} is empty. Give a comma-separated list of numbers such as "
+                          f"\"{example}\" (the lab's grid). {HINT}")
+    if not all(items):
+        raise ConfigError(f"{name} = {value!r} has an empty item. Give a comma-separated list of "
+                          f"numbers such as \"{example}\", without empty places. {HINT}")
     try:
-        items = tuple(cast(v.strip()) for v in str(value).split(",") if v.strip())
+        return tuple(cast(v) for v in items)
     except ValueError:
-        items = ()
-    if not items:
         raise ConfigError(f"{name} must be a comma-separated list of numbers such as "
-                          f"\"2,5,10,20\", got {value!r}. {HINT}")
-    return items
+                          f"\"{example}\", got {value!r}. {HINT}") from None
 
 
 def sweep_params_from_flow_variables(flow_variables: Mapping[str, Any]) -> SweepParams:
@@ -69,13 +78,12 @@ def sweep_params_from_flow_variables(flow_variables: Mapping[str, Any]) -> Sweep
         raise ConfigError(f"sweep_dir must be a folder path, got {sweep_dir!r}. {HINT}")
     return SweepParams(
         base=base,
-        latent_dims=(_number_list("latent_dims", values["latent_dims"], int)
-                     if values["latent_dims"] else DEFAULT_LATENTS),
-        betas=(_number_list("betas", values["betas"], float)
-               if values["betas"] else DEFAULT_BETAS),
+        latent_dims=_number_list("latent_dims", values["latent_dims"], int, DEFAULT_LATENTS),
+        betas=_number_list("betas", values["betas"], float, DEFAULT_BETAS),
         sweep_dir=sweep_dir.strip(), **evaluation)
 
 
+@knime_step
 def experiments_step(params: SweepParams, data_area: str,
                      log: Callable[[str], None] = print) -> ExperimentsOutput:
     """The lab's grid with the project's sweep (``vae-mnist sweep``): trains what is not

@@ -10,10 +10,11 @@ Downstream nodes draw their random picks from the *model's* seed, exactly like
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,8 +30,8 @@ from vae_core.config import (
     TrainConfig,
     settings,
 )
-from vae_core.data.splits import MNISTData, Split, load_mnist
-from vae_core.errors import CheckpointError, ConfigError, TableError
+from vae_core.data.splits import MNISTData, Split, check_batch_size, load_mnist
+from vae_core.errors import CheckpointError, ConfigError, TableError, named_by
 from vae_core.model.network import VAE
 from vae_core.outputs import lab_figures, results, tables
 from vae_core.seeds import derive_seed
@@ -86,6 +87,21 @@ RESULT_VARIABLES = {"vae_train_loss": "train_loss", "vae_train_recon": "train_re
                     "vae_heldout_recon": "test_recon", "vae_heldout_kl": "test_kl"}
 # Settings a loss table carries in every row (what made the model; not where it ran).
 LOSS_TABLE_SETTINGS = settings(ARCHITECTURE, OBJECTIVE, OPTIMISATION, SEED)
+# How a node's messages name the paths the user sets: the workflow variables, not CLI flags.
+KNIME_NAMES = {"run_dir": "the workflow variable sweep_dir",
+               "out": "the workflow variable sweep_dir",
+               "model": "the workflow variable model_path",
+               "data_dir": "the workflow variable data_dir"}
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def knime_step(step: _F) -> _F:
+    """Run ``step`` with messages in KNIME's words (:data:`KNIME_NAMES`)."""
+    @functools.wraps(step)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with named_by(**KNIME_NAMES):
+            return step(*args, **kwargs)
+    return wrapped  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,7 @@ class ModelAndTable(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- steps
+@knime_step
 def load_mnist_step(params: NodeParams, n_samples: int = 64) -> LoadOutput:
     """Load MNIST: training and held-out images as tables, 64 samples as a table and PNG."""
     data = load_mnist(params.config, params.data_dir)
@@ -172,6 +189,7 @@ def load_mnist_step(params: NodeParams, n_samples: int = 64) -> LoadOutput:
                       samples, lab_figures.figure_png(lab_figures.samples_figure(images)))
 
 
+@knime_step
 def train_step(params: NodeParams, train_table: pd.DataFrame, heldout_table: pd.DataFrame,
                log: Callable[[str], None] = print) -> TrainOutput:
     """Train a VAE on the images of ``train_table``; ``heldout_table`` gives the held-out loss
@@ -179,9 +197,11 @@ def train_step(params: NodeParams, train_table: pd.DataFrame, heldout_table: pd.
     as flow variables."""
     data = MNISTData(train=split_from_table(train_table, "training table (input 1)"),
                      eval=split_from_table(heldout_table, "held-out table (input 2)"))
+    check_batch_size(params.config, len(data.train), "the training table (input 1)")
     return _train(params.config, data, log)
 
 
+@knime_step
 def legacy_train_step(params: NodeParams, log: Callable[[str], None] = print) -> TrainOutput:
     """The legacy Python Source node has no input port: it loads MNIST (data_dir) itself."""
     return _train(params.config, load_mnist(params.config, params.data_dir), log)
@@ -206,6 +226,7 @@ def _train(config: TrainConfig, data: MNISTData, log: Callable[[str], None]) -> 
                        lab_figures.figure_png(lab_figures.loss_figure(loss)), results)
 
 
+@knime_step
 def encode_step(model: Any, table: pd.DataFrame, params: NodeParams,
                 explorer_rows: int = EXPLORER_ROWS) -> EncodeOutput:
     """Latent means of every image: image_id, source, label, digit, z1..zk, logvar1..k (Fig. 6);
@@ -225,6 +246,7 @@ def encode_step(model: Any, table: pd.DataFrame, params: NodeParams,
                         {"latent_x_title": x_title, "latent_y_title": y_title})
 
 
+@knime_step
 def reconstruct_step(model: Any, table: pd.DataFrame, params: NodeParams, n: int = 10
                      ) -> TableAndImage:
     """``n`` seeded random images of the table and their reconstructions (Fig. 5), each row
@@ -236,6 +258,7 @@ def reconstruct_step(model: Any, table: pd.DataFrame, params: NodeParams, n: int
                          lab_figures.figure_png(lab_figures.reconstruction_figure(originals, recons)))
 
 
+@knime_step
 def generate_step(model: Any, params: NodeParams, n: int = 64) -> TableAndImage:
     """``n`` digits decoded from z ~ N(0, I) (Fig. 7), with image cells."""
     vae, seed = _model(model, params)
@@ -244,6 +267,7 @@ def generate_step(model: Any, params: NodeParams, n: int = 64) -> TableAndImage:
                          lab_figures.figure_png(lab_figures.generated_figure(images)))
 
 
+@knime_step
 def decode_step(model: Any, table: pd.DataFrame, params: NodeParams) -> TableAndImage:
     """Decode the latent points z1..zk of a table (e.g. the latent explorer, a grid you made);
     the first ``DECODE_IMAGE_ROWS`` rows also get their digit as an image cell."""
@@ -256,6 +280,7 @@ def decode_step(model: Any, table: pd.DataFrame, params: NodeParams) -> TableAnd
     return TableAndImage(decoded, lab_figures.figure_png(lab_figures.generated_figure(images[:256])))
 
 
+@knime_step
 def save_model_step(model: Any, params: NodeParams, data_area: str) -> pd.DataFrame:
     """Write the model to ``model_path`` (relative: in the workflow data area); one-row table
     saying where, whether it was written, and what the model is."""
@@ -265,6 +290,7 @@ def save_model_step(model: Any, params: NodeParams, data_area: str) -> pd.DataFr
     return _model_info(trained, path, status)
 
 
+@knime_step
 def load_model_step(params: NodeParams, data_area: str) -> ModelAndTable:
     """Read the model at ``model_path``: a Save Model file, or a ``vae-mnist run`` folder or
     its checkpoint.pt. The record is validated before it goes on the port; where the file lies,

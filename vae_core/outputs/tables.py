@@ -7,6 +7,7 @@ fresh RangeIndex, so KNIME's RowIDs come out unique (Row0, Row1, ...).
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from vae_core.files import atomic_open
 from vae_core.model.network import IMAGE_PIXELS
 
 PIXEL_COLUMNS = [f"pixel_{i}" for i in range(IMAGE_PIXELS)]
+_PIXEL_NAME = re.compile(r"pixel_?\d+", re.IGNORECASE)  # any column meant as a pixel
 LOSS_COLUMNS = ["epoch", "train_loss", "train_recon", "train_kl",
                 "test_loss", "test_recon", "test_kl", "seconds"]
 TABLE_FORMATS = ("csv", "parquet")
@@ -183,17 +185,34 @@ def with_image_column(table: pd.DataFrame, images, limit: int | None = None) -> 
 
 def latent_plane(z) -> tuple[np.ndarray, str, str]:
     """The two coordinates a latent scatter plot shows, and what they are: z1 and z2 for two
-    latent dimensions, else the first two principal components of the latent means."""
+    latent dimensions, else the first two principal components of the latent means (a
+    component a tiny table does not have, e.g. of one image, is 0)."""
     z = _np(z).astype(np.float64)
     if z.shape[1] > 2:
         centred = z - z.mean(axis=0)
         _, s, vt = np.linalg.svd(centred, full_matrices=False)
-        share = (s[:2] ** 2) / (s ** 2).sum()
-        return (centred @ vt[:2].T, f"PC 1 of μ(x) ({share[0]:.0%} of variance)",
+        plane = np.zeros((len(z), 2))
+        parts = centred @ vt[:2].T
+        plane[:, :parts.shape[1]] = parts
+        total = float((s ** 2).sum())
+        share = [float(s[i] ** 2) / total if total > 0 and i < len(s) else 0.0 for i in range(2)]
+        return (plane, f"PC 1 of μ(x) ({share[0]:.0%} of variance)",
                 f"PC 2 of μ(x) ({share[1]:.0%} of variance)")
     if z.shape[1] == 2:
         return z.copy(), "z1 (μ)", "z2 (μ)"
     return np.column_stack([z[:, 0], np.zeros(len(z))]), "z1 (μ)", "0 (one latent dimension)"
+
+
+def _check_frame(df: pd.DataFrame, what: str) -> None:
+    """A table the library can read by column name: a DataFrame without repeated names."""
+    if not isinstance(df, pd.DataFrame):
+        raise TableError(f"The {what} must be a table (pandas DataFrame), got {type(df).__name__}.")
+    names = [str(c) for c in df.columns]
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        shown = ", ".join(repeated[:3]) + (" ..." if len(repeated) > 3 else "")
+        raise TableError(f"The {what} has {len(repeated)} repeated column name(s) ({shown}). "
+                         "Give every column its own name.")
 
 
 def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.Tensor:
@@ -203,14 +222,21 @@ def images_from_table(df: pd.DataFrame, *, what: str = "input table") -> torch.T
     numbers above 1 are read the same way, with a warning;
     anything else out of range, missing, or not numeric is a :class:`TableError`.
     """
-    if not isinstance(df, pd.DataFrame):
-        raise TableError(f"The {what} must be a table (pandas DataFrame), got {type(df).__name__}.")
+    _check_frame(df, what)
     missing = [c for c in PIXEL_COLUMNS if c not in df.columns]
     if missing:
         shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
         raise TableError(f"The {what} lacks {len(missing)} of the 784 pixel columns ({shown}). "
                          "Feed it a table with columns pixel_0 ... pixel_783, such as the output "
                          "of the Load MNIST node.")
+    known = set(PIXEL_COLUMNS)
+    extra = [str(c) for c in df.columns if _PIXEL_NAME.fullmatch(str(c)) and str(c) not in known]
+    if extra:
+        shown = ", ".join(extra[:3]) + (" ..." if len(extra) > 3 else "")
+        raise TableError(f"The {what} has {len(PIXEL_COLUMNS) + len(extra)} pixel columns: "
+                         f"{len(extra)} beyond pixel_0 ... pixel_783 ({shown}). Images must be "
+                         "28x28 grey (exactly pixel_0 ... pixel_783): remove the other pixel "
+                         "columns, or resize the images.")
     if len(df) == 0:
         raise TableError(f"The {what} is empty: it has no images to process.")
     block = df[PIXEL_COLUMNS]
@@ -250,8 +276,7 @@ def latents_from_table(df: pd.DataFrame, latent_dim: int, *, what: str = "input 
     The table's z columns must be exactly z1..zk: a table encoded by a model of another latent
     size is refused, not silently cut or padded.
     """
-    if not isinstance(df, pd.DataFrame):
-        raise TableError(f"The {what} must be a table (pandas DataFrame), got {type(df).__name__}.")
+    _check_frame(df, what)
     found = sorted((c for c in df.columns if c[:1] == "z" and c[1:].isdigit()),
                    key=lambda c: int(c[1:]))
     if found != z_columns(latent_dim):

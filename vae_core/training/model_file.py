@@ -14,7 +14,6 @@ A model file (Save Model node) is that same dict written with ``torch.save``: it
 from __future__ import annotations
 
 import io
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,19 @@ import pandas as pd
 import torch
 
 from vae_core.config import TrainConfig
-from vae_core.errors import CheckpointError, ConfigError, VAEError
+from vae_core.errors import CheckpointError, ConfigError, VAEError, option
 from vae_core.evaluation.scores import REFERENCE_KEY, Reference
 from vae_core.files import atomic_write_bytes
 from vae_core.model.network import VAE
 from vae_core.outputs.tables import LOSS_COLUMNS, loss_table
 from vae_core.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from vae_core.training.checkpoint import config_of, load_checkpoint, model_from_state
+from vae_core.training.checkpoint import (
+    check_finite,
+    config_of,
+    load_checkpoint,
+    model_from_state,
+    read_torch_file,
+)
 from vae_core.training.rundir import CHECKPOINT, finished_checkpoint
 
 FORMAT = "vae-mnist-model"
@@ -87,6 +92,7 @@ class TrainedVAE:
         if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor)
                                                     for v in weights.values()):
             raise CheckpointError(f"The {what} has no weights. {_RETRAIN}")
+        check_finite(weights, f"The {what}")
         if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
             raise CheckpointError(f"The {what}'s loss history is damaged. {_RETRAIN}")
         model = model_from_state({"config": config.to_dict(), "model": weights}, f"the {what}")
@@ -147,54 +153,74 @@ def save_model_file(path: str | Path, trained: TrainedVAE, *, overwrite: bool = 
                           f"{path / 'vae_mnist_model.pt'}.")
     status = "written"
     if path.exists():
-        try:
-            old = load_model_file(path)
-        except VAEError:
-            raise CheckpointError(f"{path} exists and is not a vae-mnist model file; it was left "
-                                  "untouched. Choose another model_path, or move that file away."
-                                  ) from None
-        if old.same_model(trained):
+        old = _saved_model(path)
+        if isinstance(old, TrainedVAE) and old.same_model(trained):
             return "unchanged"
         if not overwrite:
+            held = (f"already holds a different model ({old.record['summary']}); it was"
+                    if isinstance(old, TrainedVAE) else f"holds a model that cannot be used: {old}"
+                    " It was")
             raise CheckpointError(
-                f"{path} already holds a different model ({old.record['summary']}); it was left "
-                "untouched. Set the workflow variable overwrite_model to 1 to replace it, or "
-                "choose another model_path.")
+                f"{path} {held} left untouched. Set the workflow variable overwrite_model to 1 "
+                "to replace it, or choose another model_path.")
         status = "replaced"
     atomic_write_bytes(path, _file_bytes(trained.record))
     return status
 
 
+def _saved_model(path: Path) -> TrainedVAE | str:
+    """The model of the Save Model file at ``path``, or why that file's model is unusable.
+    Anything else there (a run's checkpoint, another program's file, an unreadable file) is
+    never to be replaced: one :class:`CheckpointError`."""
+    try:
+        state = _read(path)
+    except VAEError:
+        state = None
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        try:
+            return TrainedVAE.from_record(state, "model in it")
+        except VAEError as exc:
+            return str(exc)  # e.g. non-finite weights: replaced only with overwrite_model
+    what = ("a vae-mnist run's checkpoint (its optimizer and random states would be lost)"
+            if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
+            else "not a model file written by Save Model")
+    raise CheckpointError(f"{path} exists and is {what}; it was left untouched, whatever "
+                          "overwrite_model says. Choose another model_path, or move that file "
+                          "away.")
+
+
+def _read(path: Path) -> Any:
+    return read_torch_file(path, "model file")
+
+
 def load_model_file(path: str | Path) -> TrainedVAE:
     """Read a model file (Save Model) or a ``vae-mnist run`` checkpoint / run folder, safely,
-    and validate it; foreign, damaged or code-carrying files are one :class:`CheckpointError`.
+    and validate it; foreign, damaged, code-carrying or non-finite files are one
+    :class:`CheckpointError` that says which.
     """
     path = Path(path)
     if path.is_dir():
         checkpoint = finished_checkpoint(path)
         if checkpoint is None:
             raise CheckpointError(f"{path} is a folder without {CHECKPOINT}: neither a model file "
-                                  "nor a vae-mnist run folder. Check model_path.")
+                                  f"nor a vae-mnist run folder. Check {option('model')}.")
         path = checkpoint
     if not path.is_file():
         raise CheckpointError(f"Model file {path} does not exist. Run the workflow that saves "
-                              "the model first (Save Model), or check model_path.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise CheckpointError(f"Refused to load {path}: it contains Python objects that could "
-                                  "run code, not only tensors and plain data. Only load model "
-                                  "files written by vae-mnist.") from None
-        raise CheckpointError(f"{path} is not a readable model file ({exc}).") from None
-    except Exception as exc:  # a damaged file breaks the unpickler in many ways (KeyError, ...)
-        raise CheckpointError(f"{path} is not a vae-mnist model file, or it is truncated or "
-                              f"corrupt ({type(exc).__name__}).") from None
+                              f"the model first (Save Model), or check {option('model')}.")
+    state = _read(path)
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
         return _record_from_checkpoint(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a vae-mnist model file.")
+        raise CheckpointError(f"{path} is not a vae-mnist model file: it holds "
+                              f"{_what(state)}. Check {option('model')}.")
     return TrainedVAE.from_record(state, f"model file {path}")
+
+
+def _what(state: Any) -> str:
+    if isinstance(state, dict):
+        return f"a dict with keys {', '.join(map(str, list(state)[:4]))}" if state else "an empty dict"
+    return f"a {type(state).__name__}"
 
 
 def _record_from_checkpoint(path: Path) -> TrainedVAE:

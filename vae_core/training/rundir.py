@@ -37,8 +37,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from vae_core.errors import RunDirError
-from vae_core.files import atomic_open
+from vae_core.errors import RunDirError, option
+from vae_core.files import atomic_open, os_problem, writing
 
 CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
@@ -56,15 +56,17 @@ def prepare_run_dir(run_dir: str | Path) -> Path:
     """Create ``run_dir`` if needed and check that it is a writable folder."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"{run_dir} is a file, not a folder. Choose another --run-dir.")
+        raise RunDirError(f"{run_dir} is a file, not a folder. Choose another folder "
+                          f"({option('run_dir')}).")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise RunDirError(f"Run folder {run_dir} is not writable ({exc.strerror}). Choose a "
-                          "folder you can write to with --run-dir.") from None
+        why, fix = os_problem(run_dir, exc)
+        raise RunDirError(f"Run folder {run_dir} is not writable: {why}. {fix} "
+                          f"({option('run_dir')}).") from None
     return run_dir
 
 
@@ -90,10 +92,6 @@ def run_lock(run_dir: Path):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             break
-        except PermissionError:
-            raise RunDirError(f"Cannot lock run folder {run_dir}: it is not writable. Give "
-                              "yourself write access to it, or copy it to a folder you can "
-                              "write to.") from None
         except FileExistsError:
             try:
                 other = json.loads(lock.read_text())
@@ -107,14 +105,22 @@ def run_lock(run_dir: Path):
                 f"Run folder {run_dir} is in use by another run (pid {other.get('pid', '?')} on "
                 f"{other.get('host', '?')}, started "
                 f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(other.get('started', 0)))})."
-                f" Wait for it to finish, or use another --run-dir. If no such run exists, "
-                f"delete {lock}.") from None
+                f" Wait for it to finish, or use another folder ({option('run_dir')}). If no "
+                f"such run exists, delete {lock}.") from None
+        except PermissionError:
+            raise RunDirError(f"Cannot lock run folder {run_dir}: it is not writable. Give "
+                              "yourself write access to it, or copy it to a folder you can "
+                              "write to.") from None
+        except OSError as exc:
+            why, fix = os_problem(lock, exc)
+            raise RunDirError(f"Cannot lock run folder {run_dir}: {why}. {fix}.") from None
     else:
         raise RunDirError(f"Could not lock run folder {run_dir}.")
     try:
-        with os.fdopen(fd, "w") as fh:
+        with writing(run_dir), os.fdopen(fd, "w") as fh:
             json.dump(me, fh)
-        recover(run_dir)
+        with writing(run_dir):
+            recover(run_dir)
         yield
     finally:
         lock.unlink(missing_ok=True)
@@ -191,10 +197,12 @@ def staging(run_dir: Path, *, continue_unfinished: bool = False,
         return
     superseded = run_dir / SUPERSEDED
     if stage.exists():
-        os.replace(stage, superseded)  # restored if this build trains no epoch
+        with writing(run_dir):
+            os.replace(stage, superseded)  # restored if this build trains no epoch
     baseline = None
     try:
-        stage.mkdir()
+        with writing(run_dir):
+            stage.mkdir()
         if seed_checkpoint is not None:
             with open(seed_checkpoint, "rb") as src, atomic_open(stage / CHECKPOINT) as dst:
                 shutil.copyfileobj(src, dst)
@@ -214,7 +222,7 @@ def staging(run_dir: Path, *, continue_unfinished: bool = False,
 def publish(run_dir: Path) -> None:
     """Swap the finished build in ``run_dir/.incomplete`` in for the run in ``run_dir``."""
     stage = run_dir / STAGING
-    with _interrupts_held():
+    with _interrupts_held(), writing(run_dir):
         _remove(run_dir / SUPERSEDED)
         for folder, _, _ in os.walk(stage):
             _fsync_dir(Path(folder))
