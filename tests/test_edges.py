@@ -234,7 +234,9 @@ def test_a_sweep_folder_through_a_file_names_the_workflow_variable_in_knime(tmp_
 def test_load_model_in_knime_names_the_workflow_variable(tmp_path):
     with pytest.raises(CheckpointError) as err:
         load_model_step(params_from_flow_variables({"model_path": "nothing.pt"}), str(tmp_path))
-    assert _one_line(err.value).endswith("or check the workflow variable model_path.")
+    message = _one_line(err.value)
+    assert "set the workflow variable model_path" in message and "--" not in message
+    assert str(tmp_path / "nothing.pt") in message
 
 
 def test_a_missing_mnist_folder_in_knime_names_the_workflow_variable(tmp_path):

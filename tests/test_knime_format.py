@@ -279,7 +279,9 @@ def test_workflow_knime_satisfies_the_load_rules(folder):
                      "VAE_MNIST_experiments": [
                          *shared, "latent_dims", "betas", "iw_k", "iw_images", "sweep_dir"],
                      "VAE_MNIST_apply": ["seed", "data_dir", "device", "train_limit",
-                                         "eval_limit", "eval_set", "model_path"]}[folder.name]
+                                         "eval_limit", "eval_set", "model_path",
+                                         "unusual_quantile", "score_iw_k", "unusual_rows"],
+                     }[folder.name]
     n_in, n_out, ids = {}, {}, []
     for node in wf["nodes"].values():
         nid = int(value(node, "id"))

@@ -42,9 +42,7 @@ from _workflow_run import (
     files_in,
     load_workflow,
     node_script,
-    workflow_variables,
 )
-from knime_files import parse
 from knime_runner import NodeExecutionError, Table, run_script_isolated
 
 
@@ -335,43 +333,6 @@ def test_a_cli_run_feeds_the_apply_workflow_and_a_workflow_model_feeds_the_cli(
                             capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     assert resume.returncode == 2 and "holds no optimizer state, so it cannot be resumed" in \
         resume.stderr and "Traceback" not in resume.stderr
-
-
-def test_a_renamed_import_is_visible_not_silent(main_run, tmp_path):
-    """Importing VAE_MNIST beside an older VAE_MNIST makes KNIME name the new copy VAE_MNIST1;
-    the apply workflow's default model_path still points at the old copy's model. Load Model
-    then says so (the old workflow's name and save time), and with no model there its error
-    names the path it tried and the variable to set."""
-    old = copy_workflow("VAE_MNIST", tmp_path)
-    new = copy_workflow("VAE_MNIST", tmp_path)
-    apply = copy_workflow("VAE_MNIST_apply", tmp_path)
-    assert (old.name, new.name, apply.name) == ("VAE_MNIST", "VAE_MNIST1", "VAE_MNIST_apply")
-    load = next(n for n in load_workflow(apply)[1].values() if n.label == "Load Model")
-    defaults = workflow_variables(parse(apply / "workflow.knime"))
-    with pytest.raises(NodeExecutionError) as err:
-        run_script_isolated(node_script(load), workflow_dir=apply, flow_variables=defaults,
-                            n_out_tables=1, n_out_objects=1)
-    message = str(err.value)
-    assert str((old / "data" / "vae_mnist_model.pt").resolve()) in message
-    assert "set the workflow variable model_path" in message and "VAE_MNIST1" in message
-    shutil.copy(main_run.folder / "data" / "vae_mnist_model.pt", old / "data")
-    os.utime(old / "data" / "vae_mnist_model.pt", (1_700_000_000, 1_700_000_000))
-    record = pickle.loads(main_run.out("Train VAE", 2))
-    newer = {**record, "model": {k: v + 1 for k, v in record["model"].items()}}
-    save = main_run.nodes[main_run.node("Save Model")]
-    run_script_isolated(node_script(save), workflow_dir=new, flow_variables=main_run.variables,
-                        input_objects=[pickle.dumps(newer)], n_out_tables=1)
-    stale = run_script_isolated(node_script(load), workflow_dir=apply, flow_variables=defaults,
-                                n_out_tables=1, n_out_objects=1)
-    assert stale.flow_variables["model_workflow"] == "VAE_MNIST"
-    assert stale.flow_variables["model_saved_at"] == "2023-11-14 22:13:20 UTC"
-    pointed = run_script_isolated(
-        node_script(load), workflow_dir=apply, n_out_tables=1, n_out_objects=1,
-        flow_variables={**defaults, "model_path": "../../VAE_MNIST1/data/vae_mnist_model.pt"})
-    assert pointed.flow_variables["model_workflow"] == "VAE_MNIST1"
-    assert pickle.loads(pointed.objects[0])["model"].keys() == newer["model"].keys()
-    assert all(torch.equal(pickle.loads(pointed.objects[0])["model"][k], v)
-               for k, v in newer["model"].items())
 
 
 def test_save_model_refuses_to_replace_a_different_model_in_the_workflow(main_run, tmp_path):

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -127,7 +128,60 @@ def test_load_model_without_a_saved_model_says_what_to_do(tmp_path, mnist_dir):
     _, nodes, _ = load_workflow(folder)
     load = next(n for n in nodes.values() if n.label == "Load Model")
     with pytest.raises(NodeExecutionError, match=r"CheckpointError: Model file .*VAE_MNIST/data/"
-                       r"vae_mnist_model.pt does not exist. Run the workflow that saves"):
+                       r"vae_mnist_model.pt does not exist \(model_path = '../../VAE_MNIST/data/"
+                       r"vae_mnist_model.pt'\). Run the workflow that saves"):
         run_script_isolated(node_script(load), workflow_dir=folder,
                             flow_variables=workflow_variables(parse(folder / "workflow.knime")),
                             n_out_tables=1, n_out_objects=1)
+
+
+def _saved_model(folder: Path, latent_dim: int, when: int) -> dict:
+    """A small model saved as Save Model does, into ``folder``'s data area, dated ``when``."""
+    import torch
+
+    from vae_core.config import TrainConfig
+    from vae_core.model.network import VAE
+    from vae_core.training.model_file import TrainedVAE, model_record, save_model_file
+
+    torch.manual_seed(latent_dim)
+    config = TrainConfig(latent_dim=latent_dim, hidden_dim=16, epochs=1)
+    history = [{"epoch": 1, "train_loss": 200.0, "train_recon": 190.0, "train_kl": 10.0,
+                "test_loss": 180.0, "test_recon": 171.0, "test_kl": 9.0, "seconds": 0.5}]
+    record = model_record(VAE.from_config(config), config, history)
+    path = folder / "data" / "vae_mnist_model.pt"
+    save_model_file(path, TrainedVAE.from_record(record))
+    os.utime(path, (when, when))
+    return record
+
+
+def test_a_renamed_import_is_visible_not_silent(tmp_path):
+    """Importing VAE_MNIST beside an older VAE_MNIST makes KNIME name the new copy VAE_MNIST1;
+    the apply workflow's default model_path still points at the old copy. Load Model then says
+    so (the old workflow's name, save time and settings); with no model there, its error names
+    the path it tried and the variable to set."""
+    old = copy_workflow("VAE_MNIST", tmp_path)
+    new = copy_workflow("VAE_MNIST", tmp_path)
+    apply = copy_workflow("VAE_MNIST_apply", tmp_path)
+    assert (old.name, new.name, apply.name) == ("VAE_MNIST", "VAE_MNIST1", "VAE_MNIST_apply")
+    load = next(n for n in load_workflow(apply)[1].values() if n.label == "Load Model")
+    defaults = workflow_variables(parse(apply / "workflow.knime"))
+
+    def run(**variables):
+        return run_script_isolated(node_script(load), workflow_dir=apply, n_out_tables=1,
+                                   n_out_objects=1, flow_variables={**defaults, **variables})
+
+    _saved_model(new, latent_dim=3, when=1_800_000_000)
+    with pytest.raises(NodeExecutionError) as err:
+        run()
+    message = str(err.value)
+    assert str((old / "data" / "vae_mnist_model.pt").resolve()) in message
+    assert "set the workflow variable model_path" in message and "VAE_MNIST1" in message
+    _saved_model(old, latent_dim=2, when=1_700_000_000)
+    stale = run().flow_variables
+    assert (stale["model_workflow"], stale["model_latent_dim"]) == ("VAE_MNIST", 2)
+    assert stale["model_saved_at"] == "2023-11-14 22:13:20 UTC"
+    pointed = run(model_path="../../VAE_MNIST1/data/vae_mnist_model.pt")
+    flow = pointed.flow_variables
+    assert (flow["model_workflow"], flow["model_latent_dim"]) == ("VAE_MNIST1", 3)
+    assert flow["model_saved_at"] == "2027-01-15 08:00:00 UTC"
+    assert flow["model_file"] == str((new / "data" / "vae_mnist_model.pt").resolve())
