@@ -18,10 +18,12 @@ KNIME_TESTS := $(wildcard tests/test_knime_*.py) tests/test_tables.py tests/test
   tests/test_sweep.py::test_interrupted_configuration_continues_from_its_checkpoint \
   tests/test_cli.py::test_run_writes_every_table_and_figure
 # What runs in .venv: everything but the KNIME-facing files (they run in .venv-knime, under the
-# pins of KNIME's own Python environment), plus the one property only .venv can show: a node runs
-# the bundled vae_core even where another vae_core is installed.
+# pins of KNIME's own Python environment), plus what only .venv can show: a node runs the
+# bundled vae_core even where another vae_core is installed, and the Score node gives the
+# library's numbers there too.
 UNIT_TESTS := $(filter-out $(wildcard tests/test_knime_*.py),$(wildcard tests/test_*.py)) \
-  tests/test_knime_workflow_scripts.py::test_nodes_run_the_bundled_vae_core
+  tests/test_knime_workflow_scripts.py::test_nodes_run_the_bundled_vae_core \
+  tests/test_knime_workflow_scripts.py::test_the_score_node_runs_the_bundled_vae_core_with_the_librarys_numbers
 # MNIST and KNIME's Python side for the tests: $VAE_MNIST_DIR / $VAE_KNIME_SOURCES, else
 # ../shared beside the checkout, else fetched and verified (tests/conftest.py, README "Tests").
 

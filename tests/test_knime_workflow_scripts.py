@@ -185,3 +185,46 @@ def test_a_renamed_import_is_visible_not_silent(tmp_path):
     assert (flow["model_workflow"], flow["model_latent_dim"]) == ("VAE_MNIST1", 3)
     assert flow["model_saved_at"] == "2027-01-15 08:00:00 UTC"
     assert flow["model_file"] == str((new / "data" / "vae_mnist_model.pt").resolve())
+
+
+def test_the_score_node_runs_the_bundled_vae_core_with_the_librarys_numbers(tmp_path):
+    """The Score node of the committed apply workflow, through KNIME's real Python side, gives
+    the numbers vae_core's score_table gives (run in .venv, where vae_core is installed, and in
+    .venv-knime, where it is not)."""
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+    import torch
+    from knime_runner import Table
+
+    from vae_core.config import ScoreConfig, TrainConfig
+    from vae_core.evaluation.scores import reference_scores, score_table
+    from vae_core.model.network import VAE
+    from vae_core.training.model_file import model_record
+
+    torch.manual_seed(0)
+    config = TrainConfig(latent_dim=2, hidden_dim=16, epochs=1, seed=3)
+    model = VAE.from_config(config).eval()
+    history = [{"epoch": 1, "train_loss": 200.0, "train_recon": 190.0, "train_kl": 10.0,
+                "test_loss": 180.0, "test_recon": 171.0, "test_kl": 9.0, "seconds": 0.5}]
+    record = model_record(model, config, history,
+                          reference=reference_scores(model, torch.rand(300, 784), config.seed))
+    rng = np.random.default_rng(1)
+    images = pd.DataFrame(rng.integers(0, 256, (40, 784)).astype("int32"),
+                          columns=[f"pixel_{i}" for i in range(784)])
+    folder = copy_workflow("VAE_MNIST_apply", tmp_path)
+    score = next(n for n in load_workflow(folder)[1].values() if n.label == "Score")
+    res = run_script_isolated(node_script(score), workflow_dir=folder,
+                              flow_variables=workflow_variables(parse(folder / "workflow.knime")),
+                              input_objects=[pickle.dumps(record)],
+                              input_tables=[Table.from_pandas(images)],
+                              n_out_tables=2, n_out_images=1)
+    got = res.tables[0].to_pandas()
+    want = score_table(model, config.seed, record["reference_scores"], images,
+                       ScoreConfig()).table
+    for column in ("neg_elbo", "recon", "kl", "percentile"):
+        np.testing.assert_array_equal(got[column].to_numpy(), want[column].to_numpy())
+    assert got["is_unusual"].tolist() == want["is_unusual"].tolist()
+    assert res.flow_variables["unusual_count"] == int(want["is_unusual"].sum())
+    assert len(res.tables[1].to_pandas()) == min(40, ScoreConfig().unusual_rows)
