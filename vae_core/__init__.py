@@ -3,7 +3,7 @@
 Subpackages, one per part of the job (README, "Development", lists every module): ``model``
 (network, loss), ``data`` (sources, splits), ``training`` (loop, checkpoint, resume, rundir,
 jobs, model_file), ``evaluation`` (estimators, run_metrics, scores), ``experiments`` (sweep,
-repeat, claims, novelty), ``outputs`` (tables, lab_figures, evaluation_figures, results,
+repeat, claims, novelty, saved_settings), ``outputs`` (tables, lab_figures, evaluation_figures, results,
 report, html_page), ``nodes`` (steps, experiments, score: what the KNIME node scripts call). At
 the top: ``config`` (the settings table), ``seeds``, ``files``, ``errors``, ``cli``.
 """
@@ -19,9 +19,9 @@ _missing = [pkg for mod, pkg in _NEEDS.items() if _util.find_spec(mod) is None]
 if _missing:
     raise ImportError(
         f"vae_core needs the Python package(s) {', '.join(_missing)}, missing in the Python "
-        f"environment {_sys.executable}. Create the environment from environment.yml and select "
-        "it in KNIME: File > Preferences > KNIME > Python (Conda, the environment "
-        "vae-mnist-knime), or outside KNIME `pip install` them (docs/KNIME.md).")
+        f"environment {_sys.executable}. Build the environment from requirements-knime-5.5.txt "
+        "(pip, a venv) or environment.yml (conda) and select it in KNIME: File > Preferences > "
+        "KNIME > Python (Manual: the venv's python; or Conda: vae-mnist-knime) (docs/KNIME.md).")
 
 from vae_core.config import TrainConfig  # noqa: E402
 from vae_core.errors import VAEError  # noqa: E402

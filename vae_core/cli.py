@@ -360,23 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     before = None
     if args.command in ("train", "run"):
         before = rundir.file_identity(Path(args.run_dir) / rundir.STAGING / rundir.CHECKPOINT)
+    commands = {"fetch-data": _cmd_fetch, "evaluate": _cmd_evaluate, "import-model": _cmd_import,
+                "sweep": _cmd_sweep, "report": _cmd_report, "score": _cmd_score,
+                "repeat": _cmd_repeat,
+                "train": lambda a: _cmd_train(a, with_results=False),
+                "run": lambda a: _cmd_train(a, with_results=True)}
     try:
-        if args.command == "fetch-data":
-            _cmd_fetch(args)
-        elif args.command == "evaluate":
-            _cmd_evaluate(args)
-        elif args.command == "import-model":
-            _cmd_import(args)
-        elif args.command == "sweep":
-            _cmd_sweep(args)
-        elif args.command == "report":
-            _cmd_report(args)
-        elif args.command == "score":
-            _cmd_score(args)
-        elif args.command == "repeat":
-            _cmd_repeat(args)
-        else:
-            _cmd_train(args, with_results=args.command == "run")
+        commands[args.command](args)
     except VAEError as exc:
         print(f"vae-mnist: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

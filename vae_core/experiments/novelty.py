@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vae_core.config import RESULT_SETTINGS, TrainConfig, differences
+from vae_core.config import RESULT_SETTINGS, TrainConfig
 from vae_core.data.splits import MNISTData, Split, load_mnist
-from vae_core.errors import RunDirError
 from vae_core.evaluation.estimators import PCA
 from vae_core.evaluation.scores import (
     Reference,
@@ -33,6 +32,7 @@ from vae_core.evaluation.scores import (
     flagged_share,
     score_images,
 )
+from vae_core.experiments.saved_settings import check_saved_settings
 from vae_core.files import atomic_write_text
 from vae_core.outputs.report import novelty_report
 from vae_core.training.jobs import run_training
@@ -92,7 +92,9 @@ def run_novelty(out_dir: str | Path, base: TrainConfig, *, digits: Sequence[int]
     out_dir = prepare_run_dir(out_dir)
     spec = {"config": base.to_dict(), "iw_k": iw_k}
     with run_lock(out_dir):
-        _check_spec(out_dir, spec)
+        check_saved_settings(out_dir / SPEC_FILE, "config", spec["config"],
+                             [s for s in RESULT_SETTINGS if s != "seed"],
+                             "a novelty benchmark", {"iw_k": iw_k})
         atomic_write_text(out_dir / SPEC_FILE, json.dumps(spec, indent=2) + "\n")
         test = None
         rows = []
@@ -128,23 +130,6 @@ def run_novelty(out_dir: str | Path, base: TrainConfig, *, digits: Sequence[int]
         runs = pd.DataFrame(rows)
         write_results(out_dir, runs, spec)
     return runs
-
-
-def _check_spec(out_dir: Path, spec: dict) -> None:
-    path = out_dir / SPEC_FILE
-    if not path.is_file():
-        return
-    try:
-        old = json.loads(path.read_text())
-        diffs = differences(dict(old["config"]), spec["config"],
-                            [s for s in RESULT_SETTINGS if s != "seed"])
-        if old.get("iw_k") != spec["iw_k"]:
-            diffs.append(f"iw_k: {old.get('iw_k')!r} before, {spec['iw_k']!r} now")
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RunDirError(f"{path} is unreadable. Restore it, or use another --out folder.") from None
-    if diffs:
-        raise RunDirError(f"{out_dir} holds a benchmark with other settings ({'; '.join(diffs)})"
-                          ". Continue it with the same settings, or use another --out folder.")
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:

@@ -20,12 +20,12 @@ from vae_core.config import (
     RECIPE_SETTINGS,
     REPEAT_VARIES,
     TrainConfig,
-    differences,
     settings,
 )
 from vae_core.data.splits import load_mnist
 from vae_core.errors import ConfigError, RunDirError, named_by, option
 from vae_core.evaluation import estimators
+from vae_core.experiments.saved_settings import check_saved_settings
 from vae_core.files import atomic_write_text
 from vae_core.outputs.tables import read_table, write_table
 from vae_core.training.loop import train
@@ -57,7 +57,8 @@ def run_repeats(out_dir: str | Path, base: TrainConfig, latent_dims: Sequence[in
         out_dir = prepare_run_dir(out_dir)
     recipe = {k: getattr(base, k) for k in RECIPE_SETTINGS}
     with run_lock(out_dir):
-        _check_spec(out_dir, recipe)
+        check_saved_settings(out_dir / SPEC_FILE, "recipe", recipe, RECIPE_SETTINGS,
+                             "repeats of a recipe")
         atomic_write_text(out_dir / SPEC_FILE, json.dumps({"recipe": recipe}, indent=2) + "\n")
         runs = _read_runs(out_dir)
         done = set(zip(runs["latent_dim"], runs["seed"], strict=True))
@@ -131,18 +132,3 @@ def _read_runs(out_dir: Path) -> pd.DataFrame:
     return runs
 
 
-def _check_spec(out_dir: Path, recipe: dict) -> None:
-    path = out_dir / SPEC_FILE
-    if not path.is_file():
-        return
-    try:
-        old = dict(json.loads(path.read_text())["recipe"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RunDirError(f"{path} is unreadable. Restore it, or use another folder "
-                          f"({option('out')}).") from None
-    # a setting added later reads as its default in folders written before it existed
-    diffs = differences(old, recipe, RECIPE_SETTINGS)
-    if diffs:
-        raise RunDirError(f"Folder {out_dir} holds repeats of another recipe ("
-                          + "; ".join(diffs) + "). Use the same settings, or another folder "
-                          f"({option('out')}).")

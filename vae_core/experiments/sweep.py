@@ -44,6 +44,7 @@ from vae_core.evaluation.run_metrics import (
     write_evaluation,
 )
 from vae_core.experiments.claims import judge_claims, write_claims
+from vae_core.experiments.saved_settings import check_saved_settings
 from vae_core.files import atomic_write_text
 from vae_core.outputs import evaluation_figures, lab_figures, tables
 from vae_core.outputs.tables import read_table, write_table
@@ -97,27 +98,6 @@ def grid(base: TrainConfig, latent_dims: Sequence[int], betas: Sequence[float]
     return configs
 
 
-def _check_sweep_file(out_dir: Path, spec: dict) -> None:
-    """Refuse to continue a sweep folder with other shared settings (they would not compare)."""
-    path = out_dir / SWEEP_FILE
-    if not path.is_file():
-        return
-    try:
-        old = json.loads(path.read_text())
-        saved = dict(old.get("shared", {}))
-    except (OSError, ValueError, TypeError, AttributeError):
-        raise RunDirError(f"{path} is unreadable. Restore it, or use another folder "
-                          f"({option('out')}).") from None
-    # a setting added later reads as its default in folders written before it existed
-    diffs = differences(saved, spec["shared"], SWEEP_SHARED)
-    diffs += [f"{k}: {old.get(k)!r} before, {spec[k]!r} now" for k in ("iw_k", "iw_images")
-              if old.get(k) != spec[k]]
-    if diffs:
-        raise RunDirError(f"Sweep folder {out_dir} holds a sweep with other settings ("
-                          + "; ".join(diffs) + "). Resume it with the same settings, or use "
-                          f"another folder ({option('out')}).")
-
-
 def _finished(cfg_dir: Path, config: TrainConfig) -> dict | None:
     """The metrics of a done configuration: a finished run folder evaluated with ``config``'s
     result settings."""
@@ -165,7 +145,8 @@ def _run_sweep(out_dir: Path, base: TrainConfig, configs: list[TrainConfig],
             "iw_images": iw_images}
     result = SweepResult(out_dir=out_dir, experiments=pd.DataFrame(), claims={})
     with run_lock(out_dir):
-        _check_sweep_file(out_dir, spec)
+        check_saved_settings(out_dir / SWEEP_FILE, "shared", spec["shared"], SWEEP_SHARED,
+                             "a sweep", {k: spec[k] for k in ("iw_k", "iw_images")})
         atomic_write_text(out_dir / SWEEP_FILE, json.dumps(spec, indent=2) + "\n")
         data: MNISTData | None = None
         pca: estimators.PCA | None = None
