@@ -8,15 +8,22 @@ builds and runs::
     knime -nosplash -consoleLog --launcher.suppressErrors
           -application org.knime.product.KNIME_BATCH_APPLICATION -data <workspace>
           -workflowFile=<abs .knwf> -reset -nosave -failonloaderror
-          [-preferences=<abs .epf>] -workflow.variable=epochs,5,int ... [-vmargs -Xmx4g]
+          [-preferences=<abs .epf>] -workflow.variable=data_dir,/data/mnist,String ...
+          -option=2,epochs-14/integer,5,int ... [-vmargs -Xmx4g]
 
-The type of each ``--var`` (int / double / String) comes from the variable's declaration in
-``spec.py``. KNIME is found from ``--knime``, else ``$KNIME_HOME``, else ``knime`` on PATH.
+Each ``--var`` goes to its setting's one home in that workflow: a workflow variable
+(``-workflow.variable=name,value,type``, typed by its declaration in ``spec.py``), or a field of
+a component's dialog (``-option=<component id>,<field>-<node id>/<key>,value,type``: the batch
+executor sets the component's dialog value, which its Configuration node pushes; KNIME 5.5's
+BatchExecutor reaches no node inside a component, and a workflow variable never changes a
+Configuration node's value). KNIME is found from ``--knime``, else ``$KNIME_HOME``, else
+``knime`` on PATH.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import subprocess
@@ -24,7 +31,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vae_core.config import Setting
+
 from . import spec
+from .component import Component, ConfigurationNode, fields, option_key
 from .spec import DEFAULT_MODEL_FILE
 
 APPLICATION = "org.knime.product.KNIME_BATCH_APPLICATION"
@@ -110,6 +120,60 @@ def kept_model(workflow: Path, values: dict[str, str], model_file: Path | None) 
     return {**values, "model_path": str(path)}
 
 
+def dialog_fields(wf: spec.Workflow) -> dict[str, tuple[Component, ConfigurationNode]]:
+    """The dialog fields of the workflow's components, by setting name."""
+    return {f.setting.name: (node, f) for node in wf.nodes if isinstance(node, Component)
+            for f in fields(node)}
+
+
+_YES, _NO = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def dialog_text(setting: Setting, value: str) -> str:
+    """The text of a field's value as BatchExecutor parses it for the field's type
+    (Integer.parseInt, Double.parseDouble, Boolean.parseBoolean, a choice verbatim); a value
+    the field would refuse is refused here, with what it must be."""
+    text, ok = value.strip(), True
+    try:
+        if setting.choices:
+            text = text.lower()
+            ok = text in setting.choices
+        elif setting.type is bool:
+            ok = text.lower() in _YES | _NO
+            text = "true" if text.lower() in _YES else "false"
+        elif setting.type is int:
+            number = int(text or "0") if setting.optional else int(text)
+            ok = (setting.optional and number == 0) or setting.allows(number)
+            text = str(number)
+        elif setting.type is float:
+            real = float(text)
+            ok = math.isfinite(real) and setting.allows(real)
+            text = repr(real)
+        else:
+            text = value
+    except ValueError:
+        ok = False
+    if not ok:
+        rule = ("0 (no limit) or " + setting.expected().removeprefix("empty or ")
+                if setting.optional else "true or false" if setting.type is bool
+                else setting.expected())
+        raise BatchError(f"{setting.name} must be {rule}, got {value!r}.")
+    return text
+
+
+def option_args(values: dict[str, str], wf: spec.Workflow) -> list[str]:
+    """``-option=<component id>,<field>-<node id>/<key>,value,type`` per dialog field: the
+    value is everything between the option's name and its LAST comma (BatchExecutor.
+    splitOption), so it is never quoted."""
+    known = dialog_fields(wf)
+    args = []
+    for name, value in values.items():
+        component, field = known[name]
+        key, kind = option_key(field)
+        args.append(f"-option={component.id},{key},{dialog_text(field.setting, value)},{kind}")
+    return args
+
+
 def variable_args(values: dict[str, str], variables=spec.VARIABLES) -> list[str]:
     """``-workflow.variable=name,value,type`` for each value, typed by its declaration."""
     declared = {v.name: v for v in variables}
@@ -153,9 +217,18 @@ def build_command(knime: Path, workflow: Path, values: dict[str, str], *,
             raise BatchError(f"Preference file {preferences} does not exist. Write one with "
                              "python -m knime_workflow.build --epf <conda env folder>.")
         cmd.append(f"-preferences={preferences}")
-    variables = declared_variables(workflow)
-    variable_args(values, variables)  # unknown or mistyped values are refused first
-    cmd += variable_args(kept_model(workflow, values, model_file), variables)
+    wf = declared_workflow(workflow)
+    in_dialog = {k: v for k, v in values.items() if k in dialog_fields(wf)}
+    as_variables = {k: v for k, v in values.items() if k not in in_dialog}
+    unknown = [k for k in as_variables if k not in {v.name for v in wf.variables}]
+    if unknown:
+        raise BatchError(f"Unknown setting {unknown[0]!r} for {wf.name}. Workflow variables: "
+                         f"{', '.join(v.name for v in wf.variables)}"
+                         + (f"; dialog fields: {', '.join(dialog_fields(wf))}"
+                            if dialog_fields(wf) else "") + ".")
+    options = option_args(in_dialog, wf)  # mistyped values are refused first
+    variable_args(as_variables, wf.variables)
+    cmd += variable_args(kept_model(workflow, as_variables, model_file), wf.variables) + options
     if vmargs:
         cmd += ["-vmargs", *vmargs]  # must come last
     return cmd

@@ -31,9 +31,17 @@ import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from . import spec
+from .component import FLOW, Component, component_settings, fields, inner_parts, metadata_xml
 from .knime_xml import Config, array, boolean, config, double, integer, render, string
-from .node_settings import folder_name, in_ports, node_name, node_settings, out_ports
-from .spec import Workflow
+from .node_settings import (
+    _annotation,
+    folder_name,
+    in_ports,
+    node_name,
+    node_settings,
+    out_ports,
+)
+from .spec import Link, Workflow
 
 ROOT = Path(__file__).resolve().parent.parent  # repository root
 OUT_DIR = ROOT / "knime_workflow"
@@ -50,6 +58,7 @@ TABLE_BACKEND = {"class": "org.knime.core.data.columnar.ColumnarTableBackend",
                  "feature": "org.knime.features.core.columnar.feature.group",
                  "shortname": "Columnar Backend"}
 ZIP_TIME = (2026, 1, 1, 0, 0, 0)
+METADATA_WHEN = "2026-01-01T00:00:00.000Z"  # component-metadata.xml's last-modified (xs:dateTime)
 
 
 class SpecError(ValueError):
@@ -58,6 +67,8 @@ class SpecError(ValueError):
 
 # ----------------------------------------------------------------------------- links
 def _index(names: list[str], name: str, where: str) -> int:
+    if name == FLOW:  # the hidden flow-variable port of every node
+        return 0
     if name not in names:
         raise SpecError(f"{where} has no port {name!r} (ports: {names})")
     return names.index(name) + 1
@@ -80,6 +91,9 @@ def validate(wf: Workflow) -> None:
             if fed.get((node.id, port)) != 1:
                 raise SpecError(f"{wf.name}: input {port} of node {node.id} must have exactly "
                                 "one connection")
+        if fed.get((node.id, 0), 0) > 1:
+            raise SpecError(f"{wf.name}: the flow-variable port of node {node.id} has more than "
+                            "one connection")
     topological_order(wf)
 
 
@@ -100,7 +114,10 @@ def topological_order(wf: Workflow) -> list[int]:
 _VAR_TYPES = {"INTEGER": integer, "DOUBLE": double, "STRING": string}
 
 
-def workflow_knime(wf: Workflow) -> Config:
+def workflow_knime(wf: Workflow, component: bool = False) -> Config:
+    """A workflow's workflow.knime; ``component``: a component's own, with the keys KNIME
+    writes there (no variables, annotations, editor settings or table backend: the
+    project's apply)."""
     nodes = {n.id: n for n in wf.nodes}
     variables = []
     for i, var in enumerate(wf.variables):
@@ -113,7 +130,8 @@ def workflow_knime(wf: Workflow) -> Config:
             f"node_{node.id}", integer("id", node.id),
             string("node_settings_file",
                    f"{folder_name(node_name(node), node.id)}/settings.xml"),
-            boolean("node_is_meta", False), string("node_type", "NativeNode"),
+            boolean("node_is_meta", isinstance(node, Component)),
+            string("node_type", "SubNode" if isinstance(node, Component) else "NativeNode"),
             string("ui_classname", "org.knime.core.node.workflow.NodeUIInformation"),
             config("ui_settings", array("extrainfo.node.bounds", "xint",
                                         [str(x), str(y), "-1", "-1"]))))
@@ -123,14 +141,22 @@ def workflow_knime(wf: Workflow) -> Config:
             f"connection_{i}", integer("sourceID", link.source), integer("destID", link.dest),
             integer("sourcePort", _index(out_ports(nodes[link.source]), link.source_port, "")),
             integer("destPort", _index(in_ports(nodes[link.dest]), link.dest_port, "")),
-            string("ui_classname", "org.knime.core.node.workflow.ConnectionUIInformation"),
-            config("ui_settings", integer("extrainfo.conn.bendpoints_size", 0))))
+            *([] if component else [
+                string("ui_classname", "org.knime.core.node.workflow.ConnectionUIInformation"),
+                config("ui_settings", integer("extrainfo.conn.bendpoints_size", 0))])))
     annotation = config(
         "annotation_0", string("text", wf.annotation), string("contentType", "text/plain"),
         integer("bgcolor", 16777215), integer("x-coordinate", 40), integer("y-coordinate", -120),
         integer("width", 700), integer("height", 100), string("alignment", "LEFT"),
         integer("borderSize", 10), integer("borderColor", 12633286), integer("defFontSize", -1),
         integer("annotation-version", 20230412), config("styles"))
+    if component:
+        return config(
+            "workflow.knime", string("created_by", CREATED_BY),
+            boolean("created_by_nightly", False), string("version", FORMAT_VERSION),
+            string("name", wf.name), string("customDescription", None),
+            string("state", "CONFIGURED"), config("workflow_credentials"),
+            config("nodes", *node_cfgs), config("connections", *conn_cfgs))
     return config(
         "workflow.knime",
         string("created_by", CREATED_BY), boolean("created_by_nightly", False),
@@ -184,13 +210,32 @@ def is_tracked_output(path: str) -> bool:
 
 def workflow_files(wf: Workflow, root: Path = ROOT) -> dict[str, bytes]:
     """Every file of the workflow folder, by path relative to it."""
-    validate(wf)
-    files = {"workflow.knime": render(workflow_knime(wf)), "workflowset.meta": WORKFLOWSET_META,
-             **bundle_files(root)}
-    for node in wf.nodes:
-        files[f"{folder_name(node_name(node), node.id)}/settings.xml"] = render(
-            node_settings(node, root))
+    files = {"workflowset.meta": WORKFLOWSET_META, **bundle_files(root),
+             **_folder_files(wf, root)}
     return dict(sorted(files.items()))
+
+
+def component_workflow(comp: Component) -> Workflow:
+    """The component's own workflow: Input, Output, the dialog's fields, the wrapped nodes."""
+    nodes, links = inner_parts(comp, Link)
+    return Workflow(name=comp.label, annotation="", variables=(), nodes=nodes, links=links)
+
+
+def _folder_files(wf: Workflow, root: Path, component: bool = False) -> dict[str, bytes]:
+    """workflow.knime and every node's files (a component's: its folder, recursively)."""
+    validate(wf)
+    files = {"workflow.knime": render(workflow_knime(wf, component))}
+    for node in wf.nodes:
+        folder = folder_name(node_name(node), node.id)
+        if isinstance(node, Component):
+            files[f"{folder}/settings.xml"] = render(
+                component_settings(node, _annotation(""), fields(node)))
+            files[f"{folder}/component-metadata.xml"] = metadata_xml(node, METADATA_WHEN)
+            inner = _folder_files(component_workflow(node), root, component=True)
+            files.update({f"{folder}/{path}": data for path, data in inner.items()})
+        else:
+            files[f"{folder}/settings.xml"] = render(node_settings(node, root))
+    return files
 
 
 def knwf_bytes(name: str, files: dict[str, bytes]) -> bytes:

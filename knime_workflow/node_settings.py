@@ -8,6 +8,16 @@ import re
 from pathlib import Path
 
 from . import spec
+from .component import (
+    Component,
+    ComponentInput,
+    ComponentOutput,
+    ConfigurationNode,
+    field_kind,
+    field_model,
+    in_out_settings,
+    port_names,
+)
 from .knime_xml import Config, array, boolean, config, double, integer, string
 from .spec import LinePlot, PythonScript, PythonSourceLegacy, ScatterPlot, TableView
 
@@ -24,7 +34,14 @@ PYTHON_SCRIPT_FACTORY = "org.knime.python3.scripting.nodes2.script.PythonScriptN
 
 # ----------------------------------------------------------------------------- ports
 def out_ports(node: spec.Node) -> list[str]:
-    """Output port names in KNIME order (index 1, 2, ...): tables, then images, then objects."""
+    """Output port names in KNIME order (index 1, 2, ...): tables, then images, then objects;
+    a component's in the order it declares them."""
+    if isinstance(node, Component):
+        return port_names(node.out_ports)
+    if isinstance(node, ComponentInput):
+        return port_names(node.ports)
+    if isinstance(node, ConfigurationNode):
+        return ["variables 1"]
     if isinstance(node, PythonScript):
         return ([f"table {i + 1}" for i in range(node.out_tables)]
                 + [f"image {i + 1}" for i in range(node.out_images)]
@@ -34,6 +51,10 @@ def out_ports(node: spec.Node) -> list[str]:
 
 def in_ports(node: spec.Node) -> list[str]:
     """Input port names in KNIME order: pickled objects first, then tables."""
+    if isinstance(node, Component):
+        return port_names(node.in_ports)
+    if isinstance(node, ComponentOutput):
+        return port_names(node.ports)
     if isinstance(node, PythonScript):
         return ([f"object {i + 1}" for i in range(node.in_objects)]
                 + [f"table {i + 1}" for i in range(node.in_tables)])
@@ -246,15 +267,35 @@ def line_settings(node: LinePlot) -> Config:
 
 
 def node_name(node: spec.Node) -> str:
+    """The node's name (a component: its own, which KNIME cuts to 12 characters in the folder
+    name: FileWorkflowPersistor.saveNodeContainer)."""
+    if isinstance(node, Component):
+        return node.label[:12].strip()
+    if isinstance(node, ConfigurationNode):
+        return field_kind(node.setting).node_name
     return {PythonScript: "Python Script", PythonSourceLegacy: "Python Source",
-            ScatterPlot: "Scatter Plot", LinePlot: "Line Plot",
-            TableView: "Table View"}[type(node)]
+            ScatterPlot: "Scatter Plot", LinePlot: "Line Plot", TableView: "Table View",
+            ComponentInput: "Component Input", ComponentOutput: "Component Output"}[type(node)]
+
+
+def configuration_settings(node: ConfigurationNode) -> Config:
+    """A dialog field (knime-js-base's Configuration nodes, bundle org.knime.js.quickforms)."""
+    return _node_settings(
+        node.label, [field_model(node.setting)], factory=field_kind(node.setting).factory,
+        node_name=field_kind(node.setting).node_name,
+        bundle=("KNIME Quick Form Nodes", "org.knime.js.quickforms"),
+        feature=("KNIME Quick Forms", "org.knime.features.js.quickforms.feature.group"),
+        creation=None, n_out=1)
 
 
 def node_settings(node: spec.Node, root: Path) -> Config:
     """A node's settings.xml; a script node embeds its script, read from under ``root``."""
     if isinstance(node, PythonScript):
         return python_script_settings(node, embedded_script(root, node.script, KNIO_DATA_AREA))
+    if isinstance(node, ConfigurationNode):
+        return configuration_settings(node)
+    if isinstance(node, ComponentInput | ComponentOutput):
+        return in_out_settings(node, BUNDLE_VERSION, VENDOR)
     if isinstance(node, PythonSourceLegacy):
         return legacy_source_settings(node, embedded_script(root, node.script, LEGACY_DATA_AREA))
     if isinstance(node, ScatterPlot):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vae_core.config import SCORE_SETTINGS, SWEEP_VARIES
+from vae_core.config import SCORE_SETTINGS, SETTINGS, SWEEP_VARIES
 from vae_core.evaluation.run_metrics import DEFAULT_IW_IMAGES, DEFAULT_IW_K
 from vae_core.experiments.sweep import DEFAULT_BETAS, DEFAULT_LATENTS
 from vae_core.nodes.experiments import DEFAULT_SWEEP_DIR
@@ -21,6 +21,8 @@ from vae_core.nodes.steps import (
     workflow_variables,
 )
 from vae_core.outputs.tables import LOSS_COLUMNS
+
+from .component import OUTPUT, Component, ComponentPort, fields, option_key
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class LinePlot:
     y_label: str
 
 
-Node = PythonScript | PythonSourceLegacy | ScatterPlot | LinePlot | TableView
+Node = PythonScript | PythonSourceLegacy | ScatterPlot | LinePlot | TableView | Component
 
 
 @dataclass(frozen=True)
@@ -173,10 +175,10 @@ _GENERATED_COLUMNS = ("image", "sample_id", "z1", "z2")
 _BUNDLE_NOTE = ("The workflow carries its own vae_core (in its data folder): the Python "
                 "environment needs only the packages of environment.yml (see docs/KNIME.md).")
 
-def _model_use(at: dict[str, tuple[int, int]]) -> tuple[tuple, tuple, tuple, tuple]:
-    """The nodes that use a model (node 2's object) on MNIST's held-out images (node 1's table
-    2), in both the main and the apply workflow: (nodes, links) before and after the main
-    workflow's Save Model, placed at ``at``."""
+def _model_use(at: dict[str, tuple[int, int]], images: int) -> tuple[tuple, tuple, tuple, tuple]:
+    """The nodes that use a model (node 2's object 1) on MNIST's held-out images (node
+    ``images``'s table 2), in both the main and the apply workflow: (nodes, links) before and
+    after the main workflow's Save Model, placed at ``at``."""
     nodes_a = (
         PythonScript(4, "Encode", "nodes/encode.py", at["encode"],
                      in_objects=1, in_tables=1, out_tables=2, out_images=1),
@@ -199,10 +201,10 @@ def _model_use(at: dict[str, tuple[int, int]]) -> tuple[tuple, tuple, tuple, tup
     )
     links_a = (
         Link(2, "object 1", 4, "object 1"),
-        Link(1, "table 2", 4, "table 1"),
+        Link(images, "table 2", 4, "table 1"),
         Link(4, "table 1", 5, "table 1"),
         Link(2, "object 1", 6, "object 1"),
-        Link(1, "table 2", 6, "table 1"),
+        Link(images, "table 2", 6, "table 1"),
         Link(2, "object 1", 7, "object 1"),
         Link(2, "object 1", 8, "object 1"),
         Link(4, "table 2", 8, "table 1"),
@@ -219,29 +221,60 @@ def _model_use(at: dict[str, tuple[int, int]]) -> tuple[tuple, tuple, tuple, tup
 _MAIN_USE = _model_use({"encode": (460, 60), "latent": (700, 0), "reconstruct": (460, 260),
                         "generate": (460, 400), "decode": (700, 200), "explorer": (700, 100),
                         "explorer_digits": (900, 100), "recon_view": (700, 300),
-                        "generated_view": (700, 420)})
+                        "generated_view": (700, 420)}, images=2)
 _APPLY_USE = _model_use({"encode": (300, 60), "latent": (540, 0), "reconstruct": (300, 200),
                          "generate": (300, 340), "decode": (540, 200), "explorer": (540, 100),
                          "explorer_digits": (740, 100), "recon_view": (540, 300),
-                         "generated_view": (540, 420)})
+                         "generated_view": (540, 420)}, images=1)
+
+# The Train VAE component's dialog: one field per training setting the table exposes to KNIME.
+TRAIN_FIELDS = tuple(s for s in SETTINGS if s.knime)
+MAIN_VARIABLES = tuple(v for v in VARIABLES if v.name not in {s.name for s in TRAIN_FIELDS})
+TRAIN_VAE = Component(
+    2, "Train VAE", (160, 300),
+    description=(
+        "Loads MNIST and trains a VAE on it. Double-click for the settings: every field is one "
+        "training setting (type, default, range or choices and help from the project's settings "
+        "table); its value is the setting for loading (split, limits, binarization) and "
+        "training alike. The workflow variable data_dir says where MNIST is (empty: "
+        "$VAE_MNIST_DIR, else downloaded). Leaves with every setting and the last epoch's "
+        "losses (vae_train_loss, vae_heldout_loss, ...) as flow variables."),
+    settings=TRAIN_FIELDS,
+    nodes=(PythonScript(3, "Load MNIST", "nodes/load_mnist.py", (300, 0),
+                        out_tables=3, out_images=1),
+           PythonScript(4, "Train VAE", "nodes/train_vae.py", (500, 100),
+                        in_tables=2, out_tables=1, out_images=1, out_objects=1)),
+    links=(Link(3, "table 1", 4, "table 1"), Link(3, "table 2", 4, "table 2"),
+           Link(4, "table 1", OUTPUT, "table 1"), Link(4, "image 1", OUTPUT, "image 1"),
+           Link(4, "object 1", OUTPUT, "object 1"), Link(3, "table 2", OUTPUT, "table 2"),
+           Link(3, "table 3", OUTPUT, "table 3")),
+    out_ports=(
+        ComponentPort("table", "Loss per epoch", "One row per epoch: training and held-out "
+                      "loss, reconstruction and KL (nats per image), with the settings and "
+                      "image counts in every row."),
+        ComponentPort("image", "Loss curve", "The loss per epoch as a PNG."),
+        ComponentPort("object", "Model", "The trained model (weights, settings, history), for "
+                      "Encode, Reconstruct, Generate, Decode and Save Model."),
+        ComponentPort("table", "Held-out images", "The images the held-out loss is computed "
+                      "on: image_id, source, label, digit, pixel_0..pixel_783 (0-255)."),
+        ComponentPort("table", "Sample images", "64 random training images, with an image "
+                      "cell each.")))
 
 MAIN = Workflow(
     name="VAE_MNIST",
     annotation=(
         "VAE on MNIST. " + _BUNDLE_NOTE + "\n"
-        "Load MNIST -> Train VAE (training + held-out tables) -> Encode / Reconstruct / Generate "
+        "Train VAE (a component: Load MNIST -> Train VAE) -> Encode / Reconstruct / Generate "
         "/ Decode, with Table Views of the digits and a latent explorer; Save Model writes the "
         "model to model_path (default: this workflow's data folder, where the workflow "
         "VAE_MNIST_apply beside it reads it).\n"
-        "Settings are workflow variables: right-click the workflow > Workflow Variables "
-        f"({', '.join(v.name for v in VARIABLES)}).\n"
-        "Batch: -workflow.variable=epochs,5,int"),
-    variables=VARIABLES,
+        "Training settings: double-click Train VAE. Workflow variables (right-click the "
+        f"workflow > Workflow Variables): {', '.join(v.name for v in MAIN_VARIABLES)}.\n"
+        "Batch: -option=2,{},5,int (knime-batch --var epochs=5)".format(
+            next(option_key(f)[0] for f in fields(TRAIN_VAE) if f.label == "epochs"))),
+    variables=MAIN_VARIABLES,
     nodes=(
-        PythonScript(1, "Load MNIST", "nodes/load_mnist.py", (60, 260),
-                     out_tables=3, out_images=1),
-        PythonScript(2, "Train VAE", "nodes/train_vae.py", (260, 400),
-                     in_tables=2, out_tables=1, out_images=1, out_objects=1),
+        TRAIN_VAE,
         _loss_plot(3, (700, 600)),
         *_MAIN_USE[0],
         PythonScript(9, "Save Model", "nodes/save_model.py", (460, 600),
@@ -251,13 +284,11 @@ MAIN = Workflow(
                   "Random training images"),
     ),
     links=(
-        Link(1, "table 1", 2, "table 1"),
-        Link(1, "table 2", 2, "table 2"),
         Link(2, "table 1", 3, "table 1"),
         *_MAIN_USE[1],
         Link(2, "object 1", 9, "object 1"),
         *_MAIN_USE[3],
-        Link(1, "table 3", 14, "table 1"),
+        Link(2, "table 3", 14, "table 1"),
     ),
 )
 

@@ -5,7 +5,6 @@ run in topological order, each Python node in a fresh process through KNIME's re
 
 from __future__ import annotations
 
-import csv
 import itertools
 import shutil
 import sys
@@ -20,6 +19,12 @@ import PIL.Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "knime_double"))  # test-only
 
+from knime_batch import (  # noqa: E402
+    CONFIGURATION_FACTORIES,
+    apply_option,
+    configuration_push,
+    parse_args,
+)
 from knime_files import array_values, parse, value  # noqa: E402
 from knime_legacy import run_legacy_source_isolated  # noqa: E402
 from knime_runner import (  # noqa: E402  (puts KNIME's real knime.* packages on sys.path)
@@ -35,6 +40,12 @@ SCATTER = "org.knime.base.views.node.scatterplot.ScatterPlotNodeFactory"
 LINE = "org.knime.base.views.node.lineplot.LinePlotNodeFactory"
 TABLE_VIEW = "org.knime.base.views.node.tableview.TableViewNodeFactory"
 VIEWS = (SCATTER, LINE, TABLE_VIEW)
+COMPONENT = "SubNode"  # a component has no factory: its workflow.knime entry says SubNode
+VIRTUAL = "org.knime.core.node.workflow.virtual.subnode.VirtualSubNode"
+COMPONENT_INPUT, COMPONENT_OUTPUT = VIRTUAL + "InputNodeFactory", VIRTUAL + "OutputNodeFactory"
+PORT_KINDS = {"org.knime.core.node.BufferedDataTable": "table",
+              "org.knime.core.node.port.image.ImagePortObject": "image",
+              "org.knime.python2.port.PickledObjectFileStorePortObject": "object"}
 PNG = b"\x89PNG\r\n\x1a\n"
 IMAGE_NAMES = {"image", "input", "reconstruction", "error"}  # columns of PNG image cells
 NAMES = ("VAE_MNIST", "VAE_MNIST_apply", "VAE_MNIST_experiments", "VAE_MNIST_legacy")
@@ -53,11 +64,7 @@ def workflow_variables(wf: dict) -> dict[str, Any]:
 
 def apply_batch_overrides(variables: dict[str, Any], args: list[str]) -> dict[str, Any]:
     """What ``-workflow.variable=name,value,type`` does (types String | int | double only)."""
-    out = dict(variables)
-    for arg in args:  # KNIME tokenises with quote support: "a,b" is one value
-        name, raw, kind = next(csv.reader([arg.removeprefix("-workflow.variable=")]))
-        out[name] = {"int": int, "double": float, "String": str}[kind](raw)
-    return out
+    return {**variables, **parse_args(args)[0]}
 
 
 @dataclass
@@ -67,22 +74,41 @@ class Node:
     factory: str
     inputs: list[str] = field(default_factory=list)  # kinds of in-ports 1..n
     outputs: list[str] = field(default_factory=list)  # kinds of out-ports 1..n
+    inner: tuple | None = None  # a component's own (workflow.knime, nodes, links)
 
     @property
     def label(self) -> str:
         return value(self.settings["nodeAnnotation"], "text")
+
+    @property
+    def name(self) -> str:
+        """A component's name (its workflow.knime's), else the label."""
+        return value(self.inner[0], "name") if self.inner else self.label
 
 
 def _group_size(creation: dict, group: str) -> int:
     return len(creation.get(group, {}))
 
 
+def _port_kinds(ports: dict) -> list[str]:
+    return [PORT_KINDS[value(p["type"], "object_class")] for p in ports.values()]
+
+
 def load_workflow(folder: Path) -> tuple[dict, dict[int, Node], list[tuple[int, int, int, int]]]:
+    """workflow.knime, its nodes (a component with its own workflow, recursively) and links
+    (source, source port, dest, dest port; port 0 is the flow-variable port)."""
     wf = parse(folder / "workflow.knime")
     nodes = {}
     for entry in wf["nodes"].values():
         nid = int(value(entry, "id"))
         settings = parse(folder / value(entry, "node_settings_file"))
+        if value(entry, "node_type") == COMPONENT:
+            assert value(entry, "node_is_meta") == "true"
+            node = Node(nid, settings, COMPONENT, _port_kinds(settings["inports"]),
+                        _port_kinds(settings["outports"]),
+                        load_workflow((folder / value(entry, "node_settings_file")).parent))
+            nodes[nid] = node
+            continue
         node = Node(nid, settings, value(settings, "factory"))
         creation = settings.get("node_creation_config", {})
         if node.factory == PYTHON_SCRIPT:
@@ -95,6 +121,12 @@ def load_workflow(folder: Path) -> tuple[dict, dict[int, Node], list[tuple[int, 
             node.outputs = ["table"]
         elif node.factory in VIEWS:
             node.inputs = ["table"]
+        elif node.factory in CONFIGURATION_FACTORIES:
+            node.outputs = ["variables"]
+        elif node.factory == COMPONENT_INPUT:
+            node.outputs = _port_kinds(settings["factory_settings"])
+        elif node.factory == COMPONENT_OUTPUT:
+            node.inputs = _port_kinds(settings["factory_settings"])
         else:
             raise AssertionError(f"unexpected node factory {node.factory}")
         nodes[nid] = node
@@ -137,6 +169,10 @@ class Run:
 
     def out(self, label: str, port: int = 0) -> Any:
         return self.outputs[self.node(label)][port]
+
+    def component(self, name: str) -> Any:
+        (rid,) = [r for r, n in self.nodes.items() if n.factory == COMPONENT and n.name == name]
+        return rid
 
 
 def _view_columns(node: Node) -> dict[str, str | list[str]]:
@@ -183,39 +219,71 @@ def check_view_input(node: Node, table: Table, flow: dict[str, Any]) -> list[str
 
 def execute(folder: Path, overrides: list[str], tmp: Path) -> Run:
     """Execute every node of the workflow folder (cwd = the workflow folder), each Python
-    Script node in a fresh process."""
+    Script node in a fresh process, after the batch arguments ``overrides`` set workflow
+    variables (``-workflow.variable``) and node settings (``-option``) as BatchExecutor does."""
     wf, nodes, links = load_workflow(folder)
-    variables = apply_batch_overrides(workflow_variables(wf), overrides)
-    flow = {**variables, "knime.workspace": str(tmp)}
-    outputs: dict[int, list[Any]] = {}
-    pushed: dict[int, dict[str, Any]] = {}
-    checked: dict[int, list[str]] = {}
+    given, options = parse_args(overrides)
+    variables = {**workflow_variables(wf), **given}
+    for option in options:  # these workflows have no metanodes
+        assert apply_option({n: node.settings for n, node in nodes.items()},
+                            dict.fromkeys(nodes, False), option), f"{option} reaches no node"
+    run = Run({}, {}, {}, {}, variables, folder)
+    _run_nodes(run, nodes, links, {**variables, "knime.workspace": str(tmp)}, lambda n: n)
+    return run
+
+
+def _run_nodes(run: Run, nodes: dict[int, Node], links: list, flow: dict[str, Any], key,
+               inputs: list | None = None, dialog: dict | None = None
+               ) -> tuple[dict[str, Any], list]:
+    """Execute ``nodes`` in topological order into ``run`` (under ids ``key(id)``); a
+    component's nodes run in its own scope: its Component Input gives them ``inputs`` and
+    every flow variable of ``flow``, its Configuration nodes push the values of ``dialog`` (the
+    component's model), and it pushes out every variable that is new or changed inside. Returns
+    the flow at the end and what reached the Component Output."""
+    results: dict[int, list[Any]] = {}
+    reached: list = []
     for nid in topological(nodes, links):
-        node = nodes[nid]
-        feeds = {dport: outputs[src][sport - 1] for src, sport, dst, dport in links if dst == nid}
-        assert sorted(feeds) == list(range(1, len(node.inputs) + 1)), f"node {nid} inputs"
+        node, rid = nodes[nid], key(nid)
+        feeds = {dport: results[src][sport - 1] for src, sport, dst, dport in links
+                 if dst == nid and dport > 0}  # port 0: the flow-variable connection
+        assert sorted(feeds) == list(range(1, len(node.inputs) + 1)), f"node {rid} inputs"
         objects = [feeds[p + 1] for p, k in enumerate(node.inputs) if k == "object"]
         tables = [feeds[p + 1] for p, k in enumerate(node.inputs) if k == "table"]
-        if node.factory == PYTHON_SCRIPT:
-            res = run_script_isolated(node_script(node), workflow_dir=folder,
+        results[nid] = []
+        if node.factory == COMPONENT:
+            inner_flow, results[nid] = _run_nodes(
+                run, node.inner[1], node.inner[2], dict(flow), lambda n, c=rid: f"{c}:0:{n}",
+                [feeds[p] for p in sorted(feeds)], node.settings["model"])
+            run.pushed[rid] = {k: v for k, v in inner_flow.items()
+                               if not k.startswith("knime.") and flow.get(k, k) != v}
+            flow = {**flow, **run.pushed[rid]}
+        elif node.factory == COMPONENT_INPUT:
+            results[nid] = list(inputs or [])
+        elif node.factory == COMPONENT_OUTPUT:
+            reached = [feeds[p] for p in sorted(feeds)]
+        elif node.factory in CONFIGURATION_FACTORIES:
+            run.pushed[rid] = configuration_push(node.settings, dialog or {}, nid)
+            flow = {**flow, **run.pushed[rid]}
+        elif node.factory == PYTHON_SCRIPT:
+            res = run_script_isolated(node_script(node), workflow_dir=run.folder,
                                       flow_variables=flow, input_tables=tables,
                                       input_objects=objects,
                                       n_out_tables=node.outputs.count("table"),
                                       n_out_images=node.outputs.count("image"),
                                       n_out_objects=node.outputs.count("object"))
-            assert all(kind == "png" for kind in res.image_kinds), f"node {nid}: bad image"
-            outputs[nid] = [*res.tables, *res.images, *res.objects]
-            pushed[nid] = res.flow_variables
+            assert all(kind == "png" for kind in res.image_kinds), f"node {rid}: bad image"
+            results[nid] = [*res.tables, *res.images, *res.objects]
+            run.pushed[rid] = res.flow_variables
             flow = {**flow, **res.flow_variables}  # downstream nodes see pushed variables
         elif node.factory == PYTHON_SOURCE:
-            res = run_legacy_source_isolated(node_script(node), workflow_dir=folder,
+            res = run_legacy_source_isolated(node_script(node), workflow_dir=run.folder,
                                              flow_variables=flow)
-            outputs[nid] = [Table.from_pandas(res.table, row_ids="keep")]
-            pushed[nid] = res.flow_variables
+            results[nid] = [Table.from_pandas(res.table, row_ids="keep")]
+            run.pushed[rid] = res.flow_variables
         else:
-            checked[nid] = check_view_input(node, tables[0], flow)
-            outputs[nid] = []
-    return Run(nodes, outputs, pushed, checked, variables, folder)
+            run.checked_views[rid] = check_view_input(node, tables[0], flow)
+        run.nodes[rid], run.outputs[rid] = node, results[nid]
+    return flow, reached
 
 
 def import_name(workspace: Path, name: str) -> str:
@@ -251,6 +319,10 @@ def as_frame(table: Table) -> pd.DataFrame:
     return df
 
 
+# A small run: its settings as workflow variables, or for VAE_MNIST the Train VAE component's
+# dialog values (-option, as knime_workflow/batch.py writes them; not all the defaults).
+SMALL_SETTINGS = {"epochs": "2", "train_limit": "600", "eval_limit": "300", "batch_size": "100",
+                  "device": "cpu", "seed": "5"}
 SMALL = ["-workflow.variable=epochs,2,int", "-workflow.variable=train_limit,600,int",
          "-workflow.variable=eval_limit,300,int", "-workflow.variable=batch_size,100,int",
          "-workflow.variable=device,cpu,String", "-workflow.variable=seed,5,int"]
