@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vae_core.config import SCORE_SETTINGS, SETTINGS, SWEEP_VARIES
+from vae_core.config import SCORE_SETTINGS, SETTINGS, SWEEP_VARIES, Setting
 from vae_core.evaluation.run_metrics import DEFAULT_IW_IMAGES, DEFAULT_IW_K
 from vae_core.experiments.sweep import DEFAULT_BETAS, DEFAULT_LATENTS
 from vae_core.nodes.experiments import DEFAULT_SWEEP_DIR
@@ -227,70 +227,70 @@ _APPLY_USE = _model_use({"encode": (300, 60), "latent": (540, 0), "reconstruct":
                          "explorer_digits": (740, 100), "recon_view": (540, 300),
                          "generated_view": (540, 420)}, images=1)
 
-# The Train VAE component's dialog: one field per training setting the table exposes to KNIME.
-TRAIN_FIELDS = tuple(s for s in SETTINGS if s.knime)
-MAIN_VARIABLES = tuple(v for v in VARIABLES if v.name not in {s.name for s in TRAIN_FIELDS})
-TRAIN_VAE = Component(
-    2, "Train VAE", (160, 300),
-    description=(
-        "Loads MNIST and trains a VAE on it. Double-click for the settings: every field is one "
-        "training setting (type, default, range or choices and help from the project's settings "
-        "table); its value is the setting for loading (split, limits, binarization) and "
-        "training alike. The workflow variable data_dir says where MNIST is (empty: "
-        "$VAE_MNIST_DIR, else downloaded). Leaves with every setting and the last epoch's "
-        "losses (vae_train_loss, vae_heldout_loss, ...) as flow variables."),
-    settings=TRAIN_FIELDS,
-    nodes=(PythonScript(3, "Load MNIST", "nodes/load_mnist.py", (300, 0),
-                        out_tables=3, out_images=1),
-           PythonScript(4, "Train VAE", "nodes/train_vae.py", (500, 100),
-                        in_tables=2, out_tables=1, out_images=1, out_objects=1)),
-    links=(Link(3, "table 1", 4, "table 1"), Link(3, "table 2", 4, "table 2"),
-           Link(4, "table 1", OUTPUT, "table 1"), Link(4, "image 1", OUTPUT, "image 1"),
-           Link(4, "object 1", OUTPUT, "object 1"), Link(3, "table 2", OUTPUT, "table 2"),
-           Link(3, "table 3", OUTPUT, "table 3")),
-    out_ports=(
-        ComponentPort("table", "Loss per epoch", "One row per epoch: training and held-out "
-                      "loss, reconstruction and KL (nats per image), with the settings and "
-                      "image counts in every row."),
-        ComponentPort("image", "Loss curve", "The loss per epoch as a PNG."),
-        ComponentPort("object", "Model", "The trained model (weights, settings, history), for "
-                      "Encode, Reconstruct, Generate, Decode and Save Model."),
-        ComponentPort("table", "Held-out images", "The images the held-out loss is computed "
-                      "on: image_id, source, label, digit, pixel_0..pixel_783 (0-255)."),
-        ComponentPort("table", "Sample images", "64 random training images, with an image "
-                      "cell each.")))
+def train_vae(table: tuple[Setting, ...] = SETTINGS) -> Component:
+    """The Train VAE component: Load MNIST and Train VAE, with one dialog field per row of the
+    settings ``table`` that KNIME exposes (a new row is a new field, nothing else to edit)."""
+    return Component(
+        2, "Train VAE", (160, 300),
+        description=(
+            "Loads MNIST and trains a VAE on it. Double-click for the settings: each field is "
+            "one training setting (type, default, range or choices and help from the project's "
+            "settings table), used for loading (split, limits, binarization) and training alike. "
+            "The workflow variable data_dir says where MNIST is (empty: $VAE_MNIST_DIR, else "
+            "downloaded). Passes on every setting and the last epoch's losses (vae_train_loss, "
+            "vae_heldout_loss, ...) as flow variables."),
+        settings=tuple(s for s in table if s.knime),
+        nodes=(PythonScript(3, "Load MNIST", "nodes/load_mnist.py", (300, 0),
+                            out_tables=3, out_images=1),
+               PythonScript(4, "Train VAE", "nodes/train_vae.py", (500, 100),
+                            in_tables=2, out_tables=1, out_images=1, out_objects=1)),
+        links=(Link(3, "table 1", 4, "table 1"), Link(3, "table 2", 4, "table 2"),
+               Link(4, "table 1", OUTPUT, "table 1"), Link(4, "image 1", OUTPUT, "image 1"),
+               Link(4, "object 1", OUTPUT, "object 1"), Link(3, "table 2", OUTPUT, "table 2"),
+               Link(3, "table 3", OUTPUT, "table 3")),
+        out_ports=(
+            ComponentPort("table", "Loss per epoch", "One row per epoch: training and held-out "
+                          "loss, reconstruction and KL (nats per image), with the settings and "
+                          "image counts in every row."),
+            ComponentPort("image", "Loss curve", "The loss per epoch as a PNG."),
+            ComponentPort("object", "Model", "The trained model (weights, settings, history), for "
+                          "Encode, Reconstruct, Generate, Decode and Save Model."),
+            ComponentPort("table", "Held-out images", "The images the held-out loss is computed "
+                          "on: image_id, source, label, digit, pixel_0..pixel_783 (0-255)."),
+            ComponentPort("table", "Sample images", "64 random training images, with an image "
+                          "cell each.")))
 
-MAIN = Workflow(
-    name="VAE_MNIST",
-    annotation=(
-        "VAE on MNIST. " + _BUNDLE_NOTE + "\n"
-        "Train VAE (a component: Load MNIST -> Train VAE) -> Encode / Reconstruct / Generate "
-        "/ Decode, with Table Views of the digits and a latent explorer; Save Model writes the "
-        "model to model_path (default: this workflow's data folder, where the workflow "
-        "VAE_MNIST_apply beside it reads it).\n"
-        "Training settings: double-click Train VAE. Workflow variables (right-click the "
-        f"workflow > Workflow Variables): {', '.join(v.name for v in MAIN_VARIABLES)}.\n"
-        "Batch: -option=2,{},5,int (knime-batch --var epochs=5)".format(
-            next(option_key(f)[0] for f in fields(TRAIN_VAE) if f.label == "epochs"))),
-    variables=MAIN_VARIABLES,
-    nodes=(
-        TRAIN_VAE,
-        _loss_plot(3, (700, 600)),
-        *_MAIN_USE[0],
-        PythonScript(9, "Save Model", "nodes/save_model.py", (460, 600),
-                     in_objects=1, out_tables=1),
-        *_MAIN_USE[2],
-        TableView(14, "Sample images", (260, 140), ("image", "digit", "image_id"),
-                  "Random training images"),
-    ),
-    links=(
-        Link(2, "table 1", 3, "table 1"),
-        *_MAIN_USE[1],
-        Link(2, "object 1", 9, "object 1"),
-        *_MAIN_USE[3],
-        Link(2, "table 3", 14, "table 1"),
-    ),
-)
+
+def main_workflow(table: tuple[Setting, ...] = SETTINGS) -> Workflow:
+    """VAE_MNIST: the Train VAE component's dialog holds every training setting of ``table``;
+    the workflow variables only say where files are."""
+    train = train_vae(table)
+    variables = tuple(v for v in VARIABLES if v.name not in {s.name for s in train.settings})
+    return Workflow(
+        name="VAE_MNIST",
+        annotation=(
+            "VAE on MNIST. " + _BUNDLE_NOTE + "\n"
+            "Train VAE (a component: Load MNIST -> Train VAE) -> Encode / Reconstruct / Generate "
+            "/ Decode, with Table Views of the digits and a latent explorer; Save Model writes the "
+            "model to model_path (default: this workflow's data folder, where the workflow "
+            "VAE_MNIST_apply beside it reads it).\n"
+            "Training settings: double-click Train VAE. Workflow variables (right-click the "
+            f"workflow > Workflow Variables): {', '.join(v.name for v in variables)}.\n"
+            "Batch: -option=2,{},5,int (knime-batch --var epochs=5)".format(
+                next(option_key(f)[0] for f in fields(train) if f.label == "epochs"))),
+        variables=variables,
+        nodes=(train, _loss_plot(3, (700, 600)), *_MAIN_USE[0],
+               PythonScript(9, "Save Model", "nodes/save_model.py", (460, 600),
+                            in_objects=1, out_tables=1),
+               *_MAIN_USE[2],
+               TableView(14, "Sample images", (260, 140), ("image", "digit", "image_id"),
+                         "Random training images")),
+        links=(Link(2, "table 1", 3, "table 1"), *_MAIN_USE[1], Link(2, "object 1", 9, "object 1"),
+               *_MAIN_USE[3], Link(2, "table 3", 14, "table 1")))
+
+
+TRAIN_VAE = train_vae()
+MAIN = main_workflow()
 
 APPLY = Workflow(
     name="VAE_MNIST_apply",

@@ -319,10 +319,8 @@ def as_frame(table: Table) -> pd.DataFrame:
     return df
 
 
-# A small run: its settings as workflow variables, or for VAE_MNIST the Train VAE component's
-# dialog values (-option, as knime_workflow/batch.py writes them; not all the defaults).
-SMALL_SETTINGS = {"epochs": "2", "train_limit": "600", "eval_limit": "300", "batch_size": "100",
-                  "device": "cpu", "seed": "5"}
-SMALL = ["-workflow.variable=epochs,2,int", "-workflow.variable=train_limit,600,int",
-         "-workflow.variable=eval_limit,300,int", "-workflow.variable=batch_size,100,int",
-         "-workflow.variable=device,cpu,String", "-workflow.variable=seed,5,int"]
+# VAE_MNIST's small run: the Train VAE dialog's values (knime-batch --var NAME=VALUE), several
+# of them not the defaults, so the outputs show that these values, not the defaults, trained.
+DIALOG_RUN = {"epochs": "2", "train_limit": "600", "eval_limit": "300", "batch_size": "100",
+              "device": "cpu", "seed": "5", "hidden_dim": "64", "beta": "0.5",
+              "learning_rate": "0.002", "lr_schedule": "cosine"}

@@ -229,3 +229,46 @@ def images_df():
     from _knime_steps import images_table
 
     return images_table()
+
+
+# ----------------------------------------------------------------------------- KNIME workflows
+# One small run of VAE_MNIST (and of VAE_MNIST_apply on its model) per session, shared by the
+# test_knime_workflow*.py files. Imported lazily: only those tests need KNIME's Python side.
+@pytest.fixture(scope="session")
+def knime_workspace(mnist_dir, tmp_path_factory) -> Path:
+    """A KNIME workspace with the main and the apply workflow imported side by side."""
+    from _workflow_run import copy_workflow
+
+    ws = tmp_path_factory.mktemp("workspace")
+    for name in ("VAE_MNIST", "VAE_MNIST_apply"):
+        copy_workflow(name, ws)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def main_run(knime_workspace, mnist_dir):
+    """VAE_MNIST run small: the Train VAE dialog set the way the batch wrapper sets it
+    (``-option``), with values that are not the defaults (``DIALOG_RUN``)."""
+    from _workflow_run import DIALOG_RUN, execute, files_in
+
+    from knime_workflow import batch
+
+    folder = knime_workspace / "VAE_MNIST"
+    before = files_in(folder)
+    args = batch.build_command(Path("knime"), folder, {**DIALOG_RUN, "data_dir": str(mnist_dir)})
+    run = execute(folder, args, knime_workspace)
+    # the only file a node writes is the model Save Model puts in the data area
+    assert files_in(folder) - before == {"data/vae_mnist_model.pt"}
+    return run
+
+
+@pytest.fixture(scope="session")
+def apply_run(main_run, knime_workspace):
+    """The apply workflow with its defaults, no edits: it finds the model the main saved."""
+    from _workflow_run import execute, files_in
+
+    folder = knime_workspace / "VAE_MNIST_apply"
+    before = files_in(folder)
+    run = execute(folder, [], knime_workspace)
+    assert files_in(folder) == before
+    return run

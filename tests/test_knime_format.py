@@ -25,6 +25,7 @@ if str(REPO) not in sys.path:
 from knime_files import array_values, parse, shape, value  # noqa: E402
 
 from knime_workflow import build, spec  # noqa: E402
+from knime_workflow.component import Component  # noqa: E402
 
 OUT = REPO / "knime_workflow"
 REFERENCE = REPO.parent / "shared" / "knime" / "reference"
@@ -75,8 +76,9 @@ def test_python_script_nodes_have_the_key_tree_of_knime_5(ref):
     ref14 = parse(ref / R58 / "Python Script (#14)" / "settings.xml")  # CONFIGURED, 1 in/1 out
     ref5 = parse(ref / R58 / "Python Script (#5)" / "settings.xml")  # has a nodeAnnotation
     optional = {"variables", "nodecontainer_message"}  # flow-variable binding, last error
-    files = settings_files(OUT / "VAE_MNIST", "Python Script")
-    assert len(files) == sum(isinstance(n, spec.PythonScript) for n in spec.MAIN.nodes) == 7
+    files = sorted((OUT / "VAE_MNIST").glob("**/Python Script (#*)/settings.xml"))
+    nodes = (*spec.MAIN.nodes, *spec.TRAIN_VAE.nodes)  # Train VAE's too
+    assert len(files) == sum(isinstance(n, spec.PythonScript) for n in nodes) == 7
     for path in files:
         ours = parse(path)
         assert top_keys(ours, {"nodeAnnotation"}) == top_keys(ref14, optional), path
@@ -274,7 +276,7 @@ def test_workflow_knime_satisfies_the_load_rules(folder):
     shared = ["hidden_dim", "binarize", "epochs", "batch_size", "learning_rate", "lr_schedule",
               "precision", "seed", "eval_set", "train_limit", "eval_limit", "device", "data_dir"]
     training = ["latent_dim", "hidden_dim", "beta", "binarize", *shared[2:]]
-    assert names == {"VAE_MNIST": [*training, "model_path", "overwrite_model"],
+    assert names == {"VAE_MNIST": ["data_dir", "model_path", "overwrite_model"],
                      "VAE_MNIST_legacy": training,
                      "VAE_MNIST_experiments": [
                          *shared, "latent_dims", "betas", "iw_k", "iw_images", "sweep_dir"],
@@ -287,8 +289,14 @@ def test_workflow_knime_satisfies_the_load_rules(folder):
         nid = int(value(node, "id"))
         ids.append(nid)
         rel = value(node, "node_settings_file")
-        assert value(node, "node_type") == "NativeNode" and value(node, "node_is_meta") == "false"
         settings = parse(folder / rel)
+        if value(node, "node_type") == "SubNode":  # a component: its ports are in its settings
+            assert value(node, "node_is_meta") == "true"
+            name = value(parse(folder / rel.replace("settings.xml", "workflow.knime")), "name")
+            assert rel == f"{re.sub(r'[^a-zA-Z0-9 ]', '_', name)[:12].strip()} (#{nid})/settings.xml"
+            n_in[nid], n_out[nid] = len(settings["inports"]), len(settings["outports"])
+            continue
+        assert value(node, "node_type") == "NativeNode" and value(node, "node_is_meta") == "false"
         folder_name = re.sub(r"[^a-zA-Z0-9 ]", "_", value(settings, "node-name"))
         assert rel == f"{folder_name} (#{nid})/settings.xml"
         creation = settings.get("node_creation_config", {})
@@ -327,10 +335,15 @@ def test_no_data_lock_or_executed_state_is_shipped(wf, fresh):
     assert bundle == sorted(f"data/vae_core/{p.relative_to(package).as_posix()}"
                             for p in package.rglob("*.py") if "__pycache__" not in p.parts)
     files = [f for f in files if f not in bundle]
-    assert [f for f in files if "/" in f] == [f for f in files if f.endswith("/settings.xml")]
+    components = {f.split("/")[0] for f in files if f.endswith("/component-metadata.xml")}
+    assert components == {f"{c.label} (#{c.id})" for c in wf.nodes if isinstance(c, Component)}
+    assert [f for f in files if "/" in f] == [f for f in files if f.endswith("/settings.xml") or (
+        f.split("/")[0] in components and f.count("/") == 1
+        and f.endswith(("/workflow.knime", "/component-metadata.xml")))]
     assert {f for f in files if "/" not in f} == {"workflow.knime", "workflowset.meta"}
-    for path in folder.glob("*/settings.xml"):
-        check_not_executed(parse(path))
+    for path in folder.glob("**/settings.xml"):
+        if path.parent.name not in components:  # a component's own: test_knime_component.py
+            check_not_executed(parse(path))
 
 
 @pytest.mark.parametrize("wf", spec.WORKFLOWS, ids=lambda w: w.name)

@@ -5,24 +5,21 @@ its own decoding of KNIME's escaping, checks that every embedded script is byte-
 file in nodes/, then executes every node in topological order, each Python node in a fresh
 Python process (tests/knime_double/knime_runner.py: KNIME's own launcher, knio and pandas <->
 Arrow conversion; PYTHONPATH replaced, so vae_core comes from the workflow's data area only),
-with workflow variables overridden the way ``-workflow.variable=`` does. Every output port is
+with the Train VAE component's dialog set the way the batch wrapper's ``-option``
+sets it (the Configuration nodes push its values) and workflow variables the way
+``-workflow.variable=`` does. Every output port is
 checked, and so are the columns the Scatter Plot and Line Plot nodes use.
 
-Helpers: ``_workflow_run.py``. `make test` runs the test_knime_workflow*.py files in .venv
-(vae_core installed: the bundled copy must still win) and in .venv-knime (KNIME 5.5's pins,
-vae_core not installed: the bundled copy is all there is).
+Helpers: ``_workflow_run.py``; the runs: conftest's ``main_run`` / ``apply_run`` (one per session,
+shared with ``test_knime_workflow_apply.py``). `make test` runs the test_knime_workflow*.py
+files in .venv (vae_core installed: the bundled copy must still win) and in .venv-knime
+(KNIME 5.5's pins, vae_core not installed: the bundled copy is all there is).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 import shutil
-import subprocess
-import sys
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,41 +27,15 @@ import PIL.Image
 import pytest
 import torch
 from _workflow_run import (
+    DIALOG_RUN,
     PNG,
     PYTHON_SCRIPT,
-    REPO,
-    SMALL,
     VIEWS,
-    Run,
     as_frame,
     copy_workflow,
-    execute,
-    files_in,
-    load_workflow,
     node_script,
 )
 from knime_runner import NodeExecutionError, Table, run_script_isolated
-
-
-# ----------------------------------------------------------------------------- main + apply
-@pytest.fixture(scope="module")
-def workspace(mnist_dir, tmp_path_factory) -> Path:
-    """A KNIME workspace with the main and the apply workflow imported side by side."""
-    ws = tmp_path_factory.mktemp("workspace")
-    for name in ("VAE_MNIST", "VAE_MNIST_apply"):
-        copy_workflow(name, ws)
-    return ws
-
-
-@pytest.fixture(scope="module")
-def main_run(workspace, mnist_dir) -> Run:
-    folder = workspace / "VAE_MNIST"
-    before = files_in(folder)
-    run = execute(folder, [*SMALL, f"-workflow.variable=data_dir,{mnist_dir},String"],
-                  workspace)
-    # the only file a node writes is the model Save Model puts in the data area
-    assert files_in(folder) - before == {"data/vae_mnist_model.pt"}
-    return run
 
 
 def test_every_python_node_ran_and_filled_its_ports(main_run):
@@ -138,7 +109,7 @@ def test_output_contents(main_run):
     assert loss["epoch"].tolist() == [1, 2]
     # the settings ride in every row, so tables a Loop End collects stay self-describing
     assert loss[["latent_dim", "beta", "epochs", "batch_size", "seed", "train_images",
-                 "heldout_images"]].drop_duplicates().values.tolist() == [[2, 1.0, 2, 100, 5,
+                 "heldout_images"]].drop_duplicates().values.tolist() == [[2, 0.5, 2, 100, 5,
                                                                            600, 300]]
     record = pickle.loads(main_run.out("Train VAE", 2))
     cfg = record["config"]
@@ -194,147 +165,6 @@ def test_workflow_reproduces_the_cli_pipeline(main_run, mnist_dir):
     pd.testing.assert_frame_equal(loss.drop(columns="seconds"), lab.loss.drop(columns="seconds"))
 
 
-@pytest.fixture(scope="module")
-def apply_run(main_run, workspace) -> Run:
-    """The apply workflow with its defaults, no edits: it finds the model the main saved."""
-    folder = workspace / "VAE_MNIST_apply"
-    before = files_in(folder)
-    run = execute(folder, [], workspace)
-    assert files_in(folder) == before
-    return run
-
-
-def test_apply_workflow_uses_the_model_the_main_workflow_saved(main_run, apply_run):
-    from vae_core.training.model_file import TrainedVAE
-
-    info = as_frame(apply_run.out("Load Model"))
-    assert info["status"].tolist() == ["loaded"]
-    assert Path(info["model_path"].iloc[0]) == main_run.folder / "data" / "vae_mnist_model.pt"
-    trained = TrainedVAE.from_record(pickle.loads(main_run.out("Train VAE", 2)))
-    loaded = TrainedVAE.from_record(pickle.loads(apply_run.out("Load Model", 1)))
-    assert loaded.same_model(trained) and loaded.history == trained.history
-    heldout = as_frame(apply_run.out("Load MNIST", 1))
-    assert len(heldout) == 10000 and set(heldout["source"]) == {"test"}  # eval_set=test
-    latent = as_frame(apply_run.out("Encode"))
-    assert len(latent) == 10000
-    images = torch.from_numpy(heldout.filter(like="pixel_").to_numpy("int32")).float() / 255
-    with torch.no_grad():
-        mu, _ = trained.model().encode(images)
-    np.testing.assert_allclose(latent[["z1", "z2"]].to_numpy(), mu.numpy(), rtol=1e-5,
-                               atol=1e-6)
-    assert len(as_frame(apply_run.out("Decode"))) == 1000  # the latent explorer's 1000 images
-    assert len(as_frame(apply_run.out("Generate"))) == 64
-    views = {apply_run.nodes[n].label: c for n, c in apply_run.checked_views.items()}
-    assert views["Latent space"] == ["z1", "z2", "digit"]
-    assert views["Latent explorer"] == ["plot_x", "plot_y", "digit"]
-
-
-def test_load_model_says_which_model_it_loaded(main_run, apply_run):
-    """Where the file lies, when it was saved and the settings it was trained with reach the
-    flow variables and the table, so a stale model is visible downstream."""
-    saved = main_run.folder / "data" / "vae_mnist_model.pt"
-    when = datetime.fromtimestamp(saved.stat().st_mtime, tz=UTC)
-    pushed = apply_run.pushed[apply_run.node("Load Model")]
-    assert pushed["model_file"] == str(saved.resolve())
-    assert pushed["model_saved_at"] == when.strftime("%Y-%m-%d %H:%M:%S UTC")
-    assert pushed["model_workflow"] == "VAE_MNIST"
-    assert (pushed["model_latent_dim"], pushed["model_epochs"], pushed["model_seed"]) == (2, 2, 5)
-    assert pushed["model_binarize"] == 0 and isinstance(pushed["model_beta"], float)
-    info = as_frame(apply_run.out("Load Model"))
-    assert info[["saved_at", "workflow"]].iloc[0].tolist() == [pushed["model_saved_at"],
-                                                               "VAE_MNIST"]
-
-
-def test_apply_workflow_scores_the_test_images_as_the_cli_does(main_run, apply_run, mnist_dir,
-                                                               tmp_path):
-    from vae_core.outputs.tables import read_table
-
-    scores = as_frame(apply_run.out("Score"))
-    assert len(scores) == 10000 and set(scores["source"]) == {"test"}
-    assert scores["percentile"].between(0.1, 99.9).all()
-    pushed = apply_run.pushed[apply_run.node("Score")]
-    assert pushed["unusual_count"] == int(scores["is_unusual"].sum()) > 0
-    assert pushed["unusual_share"] == pushed["unusual_count"] / 10000
-    unusual = as_frame(apply_run.out("Score", 1))
-    assert len(unusual) == 64 and unusual["neg_elbo"].tolist() == sorted(
-        scores["neg_elbo"], reverse=True)[:64]
-    for column in ("input", "reconstruction", "error"):
-        assert all(isinstance(c, PIL.Image.Image) and c.size == (56, 56)
-                   for c in unusual[column]), column
-    assert apply_run.out("Score", 2).startswith(PNG)
-    views = {apply_run.nodes[n].label: c for n, c in apply_run.checked_views.items()}
-    assert views["Scores"] == ["recon", "kl", "digit"]
-    assert views["Most unusual digits"][:3] == ["input", "reconstruction", "error"]
-    # the same numbers from the command line, for the model the main workflow saved
-    out = tmp_path / "scores.csv"
-    proc = subprocess.run([sys.executable, "-m", "vae_core.cli", "score",
-                           str(main_run.folder / "data" / "vae_mnist_model.pt"), "--data-dir",
-                           str(mnist_dir), "--out", str(out), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=600, cwd=REPO,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr
-    cli = read_table(out)
-    for column in ("image_id", "neg_elbo", "recon", "kl", "percentile", "is_unusual"):
-        np.testing.assert_array_equal(cli[column].to_numpy(), scores[column].to_numpy())
-
-
-def test_score_fails_with_one_clear_message_on_bad_input(main_run, apply_run):
-    score = apply_run.nodes[apply_run.node("Score")]
-    record = pickle.loads(main_run.out("Train VAE", 2))
-    old = {k: v for k, v in record.items() if k != "reference_scores"}
-    images = apply_run.out("Load MNIST", 1)
-    no_pixels = Table.from_pandas(as_frame(images).drop(columns="pixel_5").head(20))
-    cases = [({}, old, images, "VAEError: The model has no reference scores"),
-             ({"unusual_quantile": 1.5}, record, images,
-              "ConfigError: Invalid unusual_quantile=1.5: it must be a number strictly between"),
-             ({}, record, no_pixels, "TableError: The input table lacks 1 of the 784 pixel")]
-    for variables, model, table, message in cases:
-        with pytest.raises(NodeExecutionError) as err:
-            run_script_isolated(node_script(score), workflow_dir=apply_run.folder,
-                                flow_variables={**apply_run.variables, **variables},
-                                input_objects=[pickle.dumps(model)], input_tables=[table],
-                                n_out_tables=2, n_out_images=1)
-        assert str(err.value).startswith(f"Execute failed: {message}"), str(err.value)
-        assert "Traceback" not in str(err.value)
-
-
-def test_a_cli_run_feeds_the_apply_workflow_and_a_workflow_model_feeds_the_cli(
-        main_run, workspace, mnist_dir, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-    def cli(*args):
-        proc = subprocess.run([sys.executable, "-m", "vae_core.cli", *map(str, args)],
-                              capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
-        assert proc.returncode == 0, proc.stderr
-        return proc
-
-    run_dir = tmp_path / "cli_run"
-    cli("run", "--run-dir", run_dir, "--epochs", 1, "--train-limit", 300, "--eval-limit", 100,
-        "--latent-dim", 3, "--device", "cpu", "--data-dir", mnist_dir, "--quiet")
-    load = next(n for n in load_workflow(workspace / "VAE_MNIST_apply")[1].values()
-                if n.label == "Load Model")
-    for target in (run_dir, run_dir / "checkpoint.pt"):
-        res = run_script_isolated(node_script(load), workflow_dir=workspace / "VAE_MNIST_apply",
-                                  flow_variables={"model_path": str(target)},
-                                  n_out_tables=1, n_out_objects=1)
-        record = pickle.loads(res.objects[0])
-        assert record["config"]["latent_dim"] == 3 and len(record["history"]) == 1
-    # and the other way: the workflow's saved model becomes a CLI run folder
-    saved = main_run.folder / "data" / "vae_mnist_model.pt"
-    imported = tmp_path / "from_knime"
-    cli("import-model", saved, "--run-dir", imported, "--data-dir", mnist_dir, "--quiet")
-    cli("evaluate", imported, "--iw-k", 5, "--iw-images", 20, "--data-dir", mnist_dir, "--quiet")
-    metrics = json.loads((imported / "metrics.json").read_text())
-    assert metrics["latent_dim"] == 2
-    cli("report", imported, "--no-evaluate")
-    assert "<html" in (imported / "report.html").read_text().lower()
-    resume = subprocess.run([sys.executable, "-m", "vae_core.cli", "run", "--run-dir",
-                             str(imported), "--resume", "--data-dir", str(mnist_dir)],
-                            capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
-    assert resume.returncode == 2 and "holds no optimizer state, so it cannot be resumed" in \
-        resume.stderr and "Traceback" not in resume.stderr
-
-
 def test_save_model_refuses_to_replace_a_different_model_in_the_workflow(main_run, tmp_path):
     folder = copy_workflow("VAE_MNIST", tmp_path)
     shutil.copy(main_run.folder / "data" / "vae_mnist_model.pt", folder / "data")
@@ -376,3 +206,34 @@ def test_wrong_inputs_fail_the_node_with_one_clear_message(main_run):
                                 n_out_objects=node.outputs.count("object"))
         assert str(err.value).startswith(f"Execute failed: {message}"), str(err.value)
         assert "Traceback" not in str(err.value)
+
+
+def test_the_train_vae_dialog_values_are_what_trained(main_run):
+    """Non-default dialog values, set as the batch wrapper sets them, reach the Train VAE node
+    through the Configuration nodes: the loss table's settings columns and the model show
+    exactly them (the rest: the table's defaults)."""
+    from vae_core.config import TrainConfig
+    from vae_core.nodes.steps import LOSS_TABLE_SETTINGS
+
+    wanted = TrainConfig.from_dict({k: v for k, v in DIALOG_RUN.items() if k != "device"})
+    assert wanted.hidden_dim == 64 and wanted.lr_schedule == "cosine"  # not the defaults
+    loss = as_frame(main_run.out("Train VAE"))
+    for name in LOSS_TABLE_SETTINGS:
+        assert loss[name].tolist() == [getattr(wanted, name)] * 2, name
+    record = pickle.loads(main_run.out("Train VAE", 2))
+    assert record["config"] == {**wanted.to_dict(), "device": "cpu"}
+
+
+def test_the_component_pushes_its_settings_and_the_results(main_run):
+    """What leaves the component: every dialog field (the Configuration nodes' variables, a
+    selection also with its index) and Train VAE's results; the nodes after it see them."""
+    from vae_core.nodes.steps import RESULT_VARIABLES
+
+    pushed = main_run.pushed[main_run.component("Train VAE")]
+    assert {k: str(pushed[k]) for k in DIALOG_RUN} == {
+        **DIALOG_RUN, "beta": "0.5", "learning_rate": "0.002"}
+    assert pushed["binarize"] is False and pushed["lr_schedule (index)"] == 1
+    assert set(RESULT_VARIABLES) <= set(pushed)
+    assert main_run.pushed[main_run.node("Train VAE")].keys() == RESULT_VARIABLES.keys()
+    save = as_frame(main_run.out("Save Model"))
+    assert save["status"].tolist() == ["written"]
