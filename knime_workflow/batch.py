@@ -221,7 +221,7 @@ def build_command(knime: Path, workflow: Path, values: dict[str, str], *,
     in_dialog = {k: v for k, v in values.items() if k in dialog_fields(wf)}
     as_variables = {k: v for k, v in values.items() if k not in in_dialog}
     unknown = [k for k in as_variables if k not in {v.name for v in wf.variables}]
-    if unknown:
+    if unknown and dialog_fields(wf):
         raise BatchError(f"Unknown setting {unknown[0]!r} for {wf.name}. Workflow variables: "
                          f"{', '.join(v.name for v in wf.variables)}"
                          + (f"; dialog fields: {', '.join(dialog_fields(wf))}"

@@ -136,6 +136,13 @@ def load_workflow(folder: Path) -> tuple[dict, dict[int, Node], list[tuple[int, 
     return wf, nodes, links
 
 
+def all_nodes(folder: Path) -> list[Node]:
+    """Every node of the workflow folder, those inside its components too."""
+    def walk(nodes: dict[int, Node]) -> list[Node]:
+        return [m for n in nodes.values() for m in [n, *(walk(n.inner[1]) if n.inner else [])]]
+    return walk(load_workflow(folder)[1])
+
+
 def topological(nodes: dict[int, Node], links) -> list[int]:
     order: list[int] = []
     while len(order) < len(nodes):

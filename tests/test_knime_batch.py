@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # knime_workflow/ is not an installed package
 
-from knime_workflow import batch  # noqa: E402
+from knime_workflow import batch, spec  # noqa: E402
+from knime_workflow.component import fields, option_key  # noqa: E402
 
 OUT = REPO / "knime_workflow"
 
@@ -67,6 +68,13 @@ def _fake_knime(folder: Path) -> Path:
     return exe
 
 
+def _option(name: str, text: str) -> str:
+    """The -option the wrapper writes for a field of the Train VAE dialog."""
+    field = next(f for f in fields(spec.TRAIN_VAE) if f.label == name)
+    key, kind = option_key(field)
+    return f"-option=2,{key},{text},{kind}"
+
+
 def test_batch_command(tmp_path):
     knwf = OUT / "VAE_MNIST.knwf"
     prefs = tmp_path / "p.epf"
@@ -79,10 +87,10 @@ def test_batch_command(tmp_path):
                    "-data", str((tmp_path / "ws").resolve()),
                    f"-workflowFile={knwf}", "-reset", "-nosave", "-failonloaderror",
                    f"-preferences={prefs.resolve()}",
-                   "-workflow.variable=epochs,5,int", "-workflow.variable=beta,0.5,double",
                    '-workflow.variable=data_dir,"/d,1",String',
                    f"-workflow.variable=model_path,{Path.cwd() / 'vae_mnist_model.pt'},String",
-                   "-vmargs", "-Xmx4g"]
+                   _option("epochs", "5"), _option("beta", "0.5"), "-vmargs", "-Xmx4g"]
+    assert _option("epochs", "5") == "-option=2,epochs-14/integer,5,int"
     folder_cmd = batch.build_command(Path("knime"), OUT / "VAE_MNIST", {})
     assert f"-workflowDir={OUT / 'VAE_MNIST'}" in folder_cmd and "-vmargs" not in folder_cmd
     assert not any("model_path" in arg for arg in folder_cmd)  # the folder keeps its data area
@@ -124,9 +132,14 @@ def test_batch_model_file_mistakes_are_refused(workflow, values, model_file, mes
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"epoch": "5"}, "Unknown workflow variable 'epoch'"),
-    ({"epochs": "abc"}, "epochs must be an integer, got 'abc'"),
-    ({"beta": "x"}, "beta must be a number"),
+    ({"epoch": "5"}, "Unknown setting 'epoch' for VAE_MNIST. Workflow variables: data_dir, "
+                     "model_path, overwrite_model; dialog fields: latent_dim, hidden_dim"),
+    ({"epochs": "abc"}, "epochs must be an integer >= 1, got 'abc'"),
+    ({"epochs": "0"}, "epochs must be an integer >= 1, got '0'"),
+    ({"beta": "x"}, "beta must be a number >= 0"),
+    ({"lr_schedule": "linear"}, r"lr_schedule must be one of \('constant', 'cosine'\)"),
+    ({"binarize": "maybe"}, "binarize must be true or false"),
+    ({"train_limit": "-3"}, r"train_limit must be 0 \(no limit\) or an integer >= 1"),
 ])
 def test_batch_rejects_bad_variables(values, message):
     with pytest.raises(batch.BatchError, match=message):
@@ -164,7 +177,7 @@ def test_batch_main_runs_knime_and_returns_its_exit_code(tmp_path, capsys):
                        "--workspace", str(tmp_path / "ws")])
     assert code == 4 and "a node failed" in capsys.readouterr().err
     args = (tmp_path / "args").read_text()
-    assert "-workflow.variable=epochs,3,int" in args and "-failonloaderror" in args
+    assert _option("epochs", "3") in args and "-failonloaderror" in args
 
 
 def test_batch_shell_wrapper_dry_run():
@@ -174,4 +187,63 @@ def test_batch_shell_wrapper_dry_run():
     assert proc.returncode == 0, proc.stderr
     assert "-application org.knime.product.KNIME_BATCH_APPLICATION" in proc.stderr
     assert f"-workflowFile={OUT / 'VAE_MNIST.knwf'}" in proc.stderr
-    assert "-workflow.variable=epochs,2,int" in proc.stderr
+    assert _option("epochs", "2") in proc.stderr
+
+
+# ----------------------------------------------------------------------------- KNIME's parsing
+def test_the_wrappers_dialog_values_reach_the_fields_by_knimes_rules(tmp_path):
+    """The wrapper's command read with BatchExecutor's rules (knime_double/knime_batch.py:
+    split at '=', splitOption's first/second/last comma, setNodeOptions' id path and name path)
+    sets the committed component's dialog values; its Configuration nodes then push exactly
+    those values, and the training settings they make are the ones asked for."""
+    sys.path.insert(0, str(REPO / "tests" / "knime_double"))
+    from knime_batch import apply_option, configuration_push, parse_args
+    from knime_files import parse
+
+    from vae_core.config import TrainConfig
+    from vae_core.nodes.steps import params_from_flow_variables
+
+    wanted = {"latent_dim": "3", "beta": "2.5", "binarize": "yes", "lr_schedule": "Cosine",
+              "precision": "bf16", "train_limit": "", "eval_limit": "700", "device": "cpu"}
+    cmd = batch.build_command(Path("knime"), OUT / "VAE_MNIST", {**wanted, "data_dir": "/a,b"})
+    variables, options = parse_args(cmd)
+    assert variables == {"data_dir": "/a,b"}  # the quotes are the tokenizer's
+    assert {o.node_ids for o in options} == {(2,)} and len(options) == len(wanted)
+    folder = OUT / "VAE_MNIST" / "Train VAE (#2)"
+    component = parse(folder / "settings.xml")
+    for option in options:
+        assert apply_option({2: component}, {2: False}, option)
+    pushed = {}
+    for path in folder.glob("*Configuration (#*)/settings.xml"):
+        node_id = int(path.parent.name.rsplit("#", 1)[1][:-1])
+        pushed.update(configuration_push(parse(path), component["model"], node_id))
+    assert (pushed["binarize"], pushed["lr_schedule"], pushed["train_limit"]) == (True, "cosine", 0)
+    config = params_from_flow_variables(pushed).config
+    assert config == TrainConfig(latent_dim=3, beta=2.5, binarize=True, lr_schedule="cosine",
+                                 precision="bf16", eval_limit=700, device="cpu")
+
+
+def test_knimes_option_rules_as_the_wrapper_relies_on_them():
+    """What BatchExecutor does with -option (analytics-platform/5.5.3): the value is all
+    between the name and the LAST comma, unquoted; fewer than three commas is refused; a
+    node id path into a component reaches nothing (only metanodes are walked), so the
+    wrapper sets the component's own settings; a name path through a missing config fails."""
+    sys.path.insert(0, str(REPO / "tests" / "knime_double"))
+    from knime_batch import BatchArgumentError, Option, apply_option, parse_args, split_option
+
+    assert split_option("2,note-9/string,a,b,c,String") == ("2", "note-9/string", "a,b,c",
+                                                             "String")
+    for bad in ("2,epochs-14/integer,5", "2,epochs"):
+        with pytest.raises(BatchArgumentError, match="Couldn't parse -option"):
+            parse_args([f"-option={bad}"])
+    with pytest.raises(BatchArgumentError):
+        parse_args(["-option=2/x,epochs-14/integer,5,int"])  # Integer.parseInt
+    settings = {2: {"model": {"epochs-14": {"integer": ("xint", "30")}}}}
+    assert not apply_option(settings, {2: False}, Option((2, 14), "integer", "5", "int"))
+    assert settings[2]["model"]["epochs-14"]["integer"] == ("xint", "30")
+    with pytest.raises(BatchArgumentError, match="no config for key 'epochs-13'"):
+        apply_option(settings, {2: False}, Option((2,), "epochs-13/integer", "5", "int"))
+    assert apply_option(settings, {2: False}, Option((2,), "epochs-14/integer", "5", "int"))
+    assert settings[2]["model"]["epochs-14"]["integer"] == ("xint", "5")
+    assert parse_args(['-workflow.variable=a,"x,y",String', "-workflow.variable=b,2,int"])[0] \
+        == {"a": "x,y", "b": 2}

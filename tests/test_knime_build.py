@@ -72,12 +72,12 @@ def test_build_is_deterministic(tmp_path):
 def test_check_reports_what_differs_in_the_committed_files(tmp_path):
     out = tmp_path / "knime_workflow"
     build.build(out_dir=out)
-    settings = out / "VAE_MNIST" / "Python Script (#2)" / "settings.xml"
+    settings = out / "VAE_MNIST" / "Train VAE (#2)" / "Python Script (#4)" / "settings.xml"
     settings.write_bytes(settings.read_bytes().replace(b"train_step", b"train_stop"))
     (out / "VAE_MNIST_legacy.knwf").write_bytes(b"not a zip")
     (out / "VAE_MNIST_legacy" / "workflow.knime").unlink()
     assert sorted(build.differences(out_dir=out, root=REPO)) == sorted([
-        "out of date: knime_workflow/VAE_MNIST/Python Script (#2)/settings.xml",
+        "out of date: knime_workflow/VAE_MNIST/Train VAE (#2)/Python Script (#4)/settings.xml",
         "out of date: knime_workflow/VAE_MNIST_legacy.knwf",
         "missing: knime_workflow/VAE_MNIST_legacy/workflow.knime"])
     build.build(out_dir=out, root=REPO)
@@ -105,7 +105,7 @@ def test_build_keeps_the_users_files_and_refreshes_the_bundle(tmp_path):
     user's: building never deletes them. Only a bundled module vae_core no longer has goes."""
     out = tmp_path / "knime_workflow"
     build.build(out_dir=out)
-    node = out / "VAE_MNIST" / "Python Script (#2)"
+    node = out / "VAE_MNIST" / "Train VAE (#2)" / "Python Script (#4)"
     users = {out / "VAE_MNIST" / "data" / "vae_mnist_model.pt": b"model",
              out / "VAE_MNIST" / ".knimeLock": b"",
              node / "port_1" / "data.zip": b"x",
@@ -161,7 +161,7 @@ def test_any_script_survives_the_settings_xml(text):
 
 
 def test_embedded_script_uses_knime_escaping_in_the_file():
-    raw = (OUT / "VAE_MNIST" / "Python Script (#2)" / "settings.xml").read_text()
+    raw = (OUT / "VAE_MNIST" / "Train VAE (#2)" / "Python Script (#4)" / "settings.xml").read_text()
     line = next(ln for ln in raw.splitlines() if 'key="script"' in ln)
     assert "%%00010" in line and "\n" not in line.strip() and "&quot;Train VAE&quot;" in line
 

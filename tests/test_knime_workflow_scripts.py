@@ -15,6 +15,7 @@ from _workflow_run import (
     PYTHON_SOURCE,
     REPO,
     WORKFLOWS,
+    all_nodes,
     apply_batch_overrides,
     copy_workflow,
     execute,
@@ -34,8 +35,7 @@ def test_embedded_scripts_are_the_node_files_behind_the_bundle_guard():
     files = {p.name: p.read_text(encoding="utf-8") for p in (REPO / "nodes").glob("*.py")}
     used = set()
     for name in NAMES:
-        _, nodes, _ = load_workflow(WORKFLOWS / name)
-        for node in nodes.values():
+        for node in all_nodes(WORKFLOWS / name):  # inside components too
             if node.factory not in (PYTHON_SCRIPT, PYTHON_SOURCE):
                 continue
             script = node_script(node)
@@ -84,8 +84,7 @@ def test_a_node_in_a_folder_without_its_bundle_says_how_to_get_it(tmp_path):
     node with one message, even where a vae_core is installed (.venv): never another copy."""
     folder = copy_workflow("VAE_MNIST", tmp_path)
     shutil.rmtree(folder / "data" / "vae_core")
-    _, nodes, _ = load_workflow(folder)
-    load = next(n for n in nodes.values() if n.label == "Load MNIST")
+    load = next(n for n in all_nodes(folder) if n.label == "Load MNIST")  # in Train VAE
     with pytest.raises(NodeExecutionError) as err:
         run_script_isolated(node_script(load), workflow_dir=folder,
                             flow_variables=workflow_variables(parse(folder / "workflow.knime")),
@@ -115,12 +114,32 @@ def test_batch_override_parser():
 
 # ----------------------------------------------------------------------------- failures
 def test_bad_workflow_variable_fails_the_node_with_one_clear_message(tmp_path):
+    """A workflow variable reaches the nodes inside the Train VAE component; the first that
+    reads it fails with one message."""
     folder = copy_workflow("VAE_MNIST", tmp_path)
     with pytest.raises(NodeExecutionError) as err:
-        execute(folder, ["-workflow.variable=epochs,abc,String"], tmp_path)
+        execute(folder, ["-workflow.variable=data_dir,5,int"], tmp_path)
     message = str(err.value)
-    assert message.startswith("Execute failed: ConfigError: epochs must be an integer, got 'abc'")
+    assert message.startswith("Execute failed: ConfigError: data_dir must be a string")
     assert "Traceback" not in message and "-workflow.variable" in message
+    folder = copy_workflow("VAE_MNIST_apply", tmp_path)
+    with pytest.raises(NodeExecutionError) as err:
+        execute(folder, ["-workflow.variable=seed,abc,String"], tmp_path)
+    message = str(err.value)
+    assert message.startswith("Execute failed: ConfigError: seed must be an integer, got 'abc'")
+    assert "-workflow.variable=NAME" in message and "Train VAE component's dialog" in message
+
+
+def test_a_dialog_value_wins_over_a_workflow_variable_and_is_checked(tmp_path):
+    """In VAE_MNIST a workflow variable named like a dialog field changes nothing: the
+    Configuration node pushes the dialog's value after it. A dialog value out of the field's
+    range fails the component before any node runs."""
+    from knime_batch import DialogValueError
+
+    folder = copy_workflow("VAE_MNIST", tmp_path)
+    with pytest.raises(DialogValueError, match=r"epochs=0 is below the minimum 1"):
+        execute(folder, ["-workflow.variable=epochs,abc,String",
+                         "-option=2,epochs-14/integer,0,int"], tmp_path)
 
 
 def test_load_model_without_a_saved_model_says_what_to_do(tmp_path, mnist_dir):

@@ -74,6 +74,11 @@ FLOW_VARIABLES = (*_CONFIG_VARIABLES, *NODE_VARIABLES)  # declared in workflow.k
 _OPTIONAL = tuple(s.name for s in SETTINGS if s.optional)  # 0 means "not limited"
 HINT = ("Fix the workflow variable (right-click the workflow > Workflow Variables..., or "
          "-workflow.variable=NAME,VALUE,TYPE in batch mode).")
+# A training setting's home: VAE_MNIST's Train VAE dialog, else a workflow variable.
+SETTING_HINT = ("Fix the setting: in VAE_MNIST in the Train VAE component's dialog (double-click "
+                "it; batch mode: -option, docs/KNIME.md section 4), in the other workflows the "
+                "workflow variable (right-click the workflow > Workflow Variables..., or "
+                "-workflow.variable=NAME,VALUE,TYPE in batch mode).")
 # The model file both the main and the apply workflow use by default: in the main workflow's
 # data area, so it travels with that workflow and the apply workflow beside it finds it.
 DEFAULT_MODEL_FILE = "vae_mnist_model.pt"
@@ -138,7 +143,7 @@ def params_from_flow_variables(flow_variables: Mapping[str, Any]) -> NodeParams:
     try:
         config = TrainConfig.from_dict(values, source="the flow variables")
     except ConfigError as exc:
-        raise ConfigError(f"{exc} {HINT}") from None
+        raise ConfigError(f"{exc} {SETTING_HINT}") from None
     return NodeParams(config=config, data_dir=data_dir.strip() or None,
                       model_path=model_path.strip(), overwrite_model=int(overwrite) == 1)
 
