@@ -88,6 +88,7 @@ def paths(cfg: dict) -> list[tuple[str, ...]]:
 def test_configuration_nodes_have_the_key_trees_knime_writes(ref):
     integer = parse(ref / R58 / "Integer Configuration (#6)" / "settings.xml")  # 5.8.0
     dbl = parse(ref / R41 / "Double Configuration (#2)" / "settings.xml")  # same tree in JS55
+    boolean = parse(ref / R41 / "Boolean Configuration (#7)" / "settings.xml")  # 4.1: no pushIntVar
     drop = {"nodecontainer_message", "variables"}
     nodes = configuration_nodes()
     assert sorted(nodes) == sorted(s.name for s in SETTINGS if s.knime)
@@ -105,6 +106,7 @@ def test_configuration_nodes_have_the_key_trees_knime_writes(ref):
             assert shape(cfg["model"]) == shape(dbl["model"]), name
         elif factory.endswith("BooleanDialogNodeFactory"):
             assert paths(cfg["model"]) == BOOLEAN_55, name
+            assert shape(cfg["model"])[:-1] == shape(boolean["model"])
         else:
             assert factory == QUICKFORMS + "selection.single.SingleSelectionDialogNodeFactory"
             assert paths(cfg["model"]) == SELECTION_55, name
