@@ -78,7 +78,9 @@ class Node:
 
     @property
     def label(self) -> str:
-        return value(self.settings["nodeAnnotation"], "text")
+        """The node's annotation ("" for Component Input / Output, which have none)."""
+        annotation = self.settings.get("nodeAnnotation")
+        return value(annotation, "text") if annotation else ""
 
     @property
     def name(self) -> str:
