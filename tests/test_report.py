@@ -248,7 +248,9 @@ def test_format_value():
 
 
 def test_sweep_folder_from_before_lr_schedule_still_reports_and_resumes(sweep_dir, tmp_path):
-    from vae_core.experiments.sweep import SWEEP_FILE, _check_sweep_file, load_sweep
+    from vae_core.config import SWEEP_SHARED
+    from vae_core.experiments.saved_settings import check_saved_settings
+    from vae_core.experiments.sweep import SWEEP_FILE, load_sweep
 
     folder = tmp_path / "old"
     shutil.copytree(sweep_dir, folder)
@@ -256,10 +258,12 @@ def test_sweep_folder_from_before_lr_schedule_still_reports_and_resumes(sweep_di
     current = json.loads(json.dumps(spec))
     del spec["shared"]["lr_schedule"]
     (folder / SWEEP_FILE).write_text(json.dumps(spec))
-    _check_sweep_file(folder, current)  # the missing setting reads as its default: no error
+    # the missing setting reads as its default: no error
+    check_saved_settings(folder / SWEEP_FILE, "shared", current["shared"], SWEEP_SHARED, "a sweep")
     assert load_sweep(folder)[0]["shared"]["lr_schedule"] == "constant"
     settings = {t["id"]: t for t in _parse(build_report(folder)).tables}["table-settings"]
     assert ["lr_schedule", "constant"] in settings["rows"]
     current["shared"]["lr_schedule"] = "cosine"
     with pytest.raises(RunDirError, match="lr_schedule: 'constant' before, 'cosine' now"):
-        _check_sweep_file(folder, current)
+        check_saved_settings(folder / SWEEP_FILE, "shared", current["shared"], SWEEP_SHARED,
+                             "a sweep")

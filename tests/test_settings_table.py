@@ -151,12 +151,12 @@ def test_knime_doc_lists_the_main_workflows_variables():
     from knime_workflow import spec
 
     text = (REPO / "docs" / "KNIME.md").read_text(encoding="utf-8")
-    rows = _markdown_table(text[text.index("`VAE_MNIST`:"):],
+    rows = _markdown_table(text[text.index("The workflow variables of `VAE_MNIST` are"):],
                            "| variable | type | default | meaning |")
     doc_type = {"int": "INTEGER", "double": "DOUBLE", "String": "STRING"}
     documented = [(r[0].strip("`"), doc_type[r[1]], r[2]) for r in rows]
-    assert [d[0] for d in documented] == [v.name for v in spec.VARIABLES]
-    for (name, kind, default), var in zip(documented, spec.VARIABLES, strict=True):
+    assert [d[0] for d in documented] == [v.name for v in spec.MAIN.variables]
+    for (name, kind, default), var in zip(documented, spec.MAIN.variables, strict=True):
         assert kind == var.kind, name
         parse = {"INTEGER": int, "DOUBLE": float}.get(kind, lambda t: "" if t == '""' else t)
         assert parse(default) == var.value, name
