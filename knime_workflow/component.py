@@ -61,7 +61,7 @@ class Component:
 
 
 @dataclass(frozen=True)
-class ComponentInput:
+class _ComponentEnd:
     id: int
     ports: tuple[ComponentPort, ...]
     position: tuple[int, int]
@@ -69,11 +69,13 @@ class ComponentInput:
 
 
 @dataclass(frozen=True)
-class ComponentOutput:
-    id: int
-    ports: tuple[ComponentPort, ...]
-    position: tuple[int, int]
-    label: str = ""
+class ComponentInput(_ComponentEnd):
+    """The node inside a component that hands the component's in ports to its nodes."""
+
+
+@dataclass(frozen=True)
+class ComponentOutput(_ComponentEnd):
+    """The node inside a component that hands results to the component's out ports."""
 
 
 @dataclass(frozen=True)
